@@ -1,0 +1,1 @@
+"""The API layer: catalogue (wire shapes), registry (handlers), dispatch and both transports."""

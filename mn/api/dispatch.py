@@ -1,0 +1,119 @@
+"""The one path every API call takes, whichever transport it came by.
+
+call(): look up the catalogue spec → authenticate → validate parameters → run the handler's
+check → sync/query APIs run at once; async APIs become a durable job queued on their sync key.
+Query APIs need no handler: they are derived from the catalogue and the models (mn/query.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from mn.api.catalog import ApiSpec, load_catalog
+from mn.api.params import validate
+from mn.api.registry import Msg, Registered, apis
+from mn.context import ApiContext, Services
+from mn.db.base import new_uuid, utcnow
+from mn.errors import UNIMPLEMENTED, UNKNOWN_MESSAGE, ApiError, wrap
+from mn.jobs import JobRunner
+from mn.models import ApiJob
+from mn.query import TARGETS, run_query
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CallResult:
+    uuid: str
+    spec: ApiSpec | None
+    done: bool
+    reply: dict[str, Any] | None  # {"success": True, **fields} or {"success": False, "error": {...}}
+    created: dt.datetime
+    finished: dt.datetime | None = None
+    http_status: int | None = None  # for errors raised before a job existed
+
+    @property
+    def success(self) -> bool:
+        return bool(self.reply and self.reply.get("success"))
+
+
+def _query_handler(spec: ApiSpec) -> Registered:
+    def run(ctx: ApiContext, msg: Msg) -> dict:
+        with ctx.db.ro() as s:
+            return run_query(s, spec, msg)
+
+    return Registered(spec.name, run)
+
+
+class Dispatcher:
+    def __init__(self, svc: Services, runner: JobRunner):
+        self.svc = svc
+        self.runner = runner
+        self.catalog = load_catalog()
+
+    def handler_for(self, spec: ApiSpec) -> Registered | None:
+        reg = apis.get(spec.name)
+        if reg is None and spec.kind == "query" and spec.inventory in TARGETS:
+            reg = _query_handler(spec)
+        return reg
+
+    def implemented(self) -> list[ApiSpec]:
+        return [s for s in self.catalog.apis.values() if self.handler_for(s) is not None]
+
+    def _fail(self, spec: ApiSpec | None, err: ApiError, created: dt.datetime) -> CallResult:
+        return CallResult(new_uuid(), spec, True, {"success": False, "error": err.to_dict()}, created,
+                          utcnow(), err.http_status or 503)
+
+    def call(self, api_name: str, params: dict[str, Any], session_uuid: str | None,
+             lenient: bool = False) -> CallResult:
+        created = utcnow()
+        spec = self.catalog.api(api_name)
+        if spec is None:
+            return self._fail(None, ApiError(UNKNOWN_MESSAGE, f"no API named {api_name}", http_status=404),
+                              created)
+        reg = self.handler_for(spec)
+        if reg is None:
+            return self._fail(spec, ApiError(UNIMPLEMENTED, f"{spec.name} is not implemented yet",
+                                             http_status=501), created)
+        try:
+            ctx = ApiContext(self.svc, session_uuid=session_uuid)
+            if not spec.noSession:
+                ctx.account_uuid = self.svc.extras["sessions"].validate(self.svc, session_uuid)
+            if spec.kind == "query" and params.get("conditions") is None:
+                params = {**params, "conditions": []}
+            msg = Msg(validate(spec, params, lenient))
+            if reg.check is not None:
+                reg.check(ctx, msg)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(spec, wrap(exc), created)
+        if spec.kind != "async":
+            try:
+                reply = {"success": True, **reg.run(ctx, msg)}
+                return CallResult(new_uuid(), spec, True, reply, created, utcnow())
+            except Exception as exc:  # noqa: BLE001
+                err = wrap(exc)
+                if err.code == "SYS.1000":
+                    log.exception("%s failed", spec.name)
+                return self._fail(spec, err, created)
+        job_uuid = new_uuid()
+        ctx.job_uuid = job_uuid
+        key = reg.sync_key(msg) if reg.sync_key else None
+        safe = {k: ("*****" if spec.param_map.get(k) and spec.param_map[k].sensitive else v)
+                for k, v in msg.items()}
+        self.runner.create(job_uuid, spec.name, safe, key)
+        self.runner.submit(job_uuid, key, lambda: reg.run(ctx, msg))
+        return CallResult(job_uuid, spec, False, None, created)
+
+    def result(self, job_uuid: str) -> CallResult | None:
+        with self.svc.db.ro() as s:
+            job = s.get(ApiJob, job_uuid)
+            if job is None:
+                return None
+            spec = self.catalog.api(job.apiName)
+            reply = json.loads(job.result) if job.result else None
+            return CallResult(job.uuid, spec, job.state != "Processing", reply, job.createDate,
+                              job.finishedDate)

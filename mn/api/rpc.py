@@ -1,0 +1,66 @@
+"""ZStack's RPC transport: POST /zstack/api and GET /zstack/api/result/<uuid>.
+
+Request:  {"<full message class>": {params..., "session": {"uuid": "..."}}}
+Reply:    {"uuid", "state": "Done"|"Processing", "createdDate", "finishedDate",
+           "result": "<JSON string of {\"<reply/event class>\": {...}}>"}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from mn.api.dispatch import CallResult, Dispatcher
+from mn.errors import INVALID_ARGUMENT, RESOURCE_NOT_FOUND, ApiError
+from mn.inventory import fmt_date
+
+bp = Blueprint("rpc", __name__)
+GENERIC_REPLY = "org.zstack.header.message.APIReply"
+
+
+def _dispatcher() -> Dispatcher:
+    return current_app.extensions["zstack.dispatcher"]
+
+
+def render(res: CallResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"uuid": res.uuid, "state": "Done" if res.done else "Processing",
+                           "createdDate": fmt_date(res.created), "finishedDate": fmt_date(res.finished)}
+    if res.done and res.reply is not None:
+        cls = _dispatcher().catalog.response_class(res.spec) if res.spec else GENERIC_REPLY
+        out["result"] = json.dumps({cls: res.reply})
+    return out
+
+
+def _error(code: str, details: str, status: int = 400):
+    err = ApiError(code, details)
+    body = {"uuid": "", "state": "Done",
+            "result": json.dumps({GENERIC_REPLY: {"success": False, "error": err.to_dict()}})}
+    return jsonify(body), status
+
+
+@bp.post("/zstack/api")
+def call_api():
+    try:
+        body = json.loads(request.get_data() or b"null")
+    except ValueError as exc:
+        return _error(INVALID_ARGUMENT, f"the request body is not valid JSON: {exc}")
+    if not isinstance(body, dict) or len(body) != 1:
+        return _error(INVALID_ARGUMENT, 'the body must be one object {"<API message class>": {...}}')
+    (name, params), = body.items()
+    if not isinstance(params, dict):
+        return _error(INVALID_ARGUMENT, f"the parameters of {name} must be a JSON object")
+    params = dict(params)
+    session = params.pop("session", None)
+    session_uuid = session.get("uuid") if isinstance(session, dict) else session
+    res = _dispatcher().call(name, params, session_uuid)
+    return jsonify(render(res))
+
+
+@bp.get("/zstack/api/result/<uuid>")
+def get_result(uuid: str):
+    res = _dispatcher().result(uuid)
+    if res is None:
+        return _error(RESOURCE_NOT_FOUND, f"no API job with uuid {uuid}", 404)
+    return jsonify(render(res))

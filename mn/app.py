@@ -1,0 +1,92 @@
+"""The Flask application factory: one MN process = one app + its services.
+
+create_app() migrates the database, registers this MN, recovers what a previous run left
+half-done (before any request is accepted), and mounts both transports.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+from flask import Flask, jsonify
+from sqlalchemy import select
+
+from mn import __version__
+from mn.agent import AgentClient
+from mn.api import rest, rpc
+from mn.api.dispatch import Dispatcher
+from mn.config import MNConfig
+from mn.context import Services
+from mn.db.base import new_uuid, utcnow
+from mn.db.engine import Database
+from mn.db.migrate import upgrade
+from mn.globalconfig import GlobalConfigStore
+from mn.jobs import JobRunner
+from mn.models import ManagementNode
+from mn.services import identity, load_all
+
+log = logging.getLogger(__name__)
+
+
+def _mn_uuid(config: MNConfig) -> str:
+    """A stable identity per MN home, so a restarted MN recovers its own jobs."""
+    path = Path(config.home) / "mn.uuid"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    uuid = new_uuid()
+    path.write_text(uuid)
+    return uuid
+
+
+def _register_mn(svc: Services) -> None:
+    with svc.db.tx() as s:
+        row = s.get(ManagementNode, svc.mn_uuid)
+        if row is None:
+            s.add(ManagementNode(uuid=svc.mn_uuid, hostName=svc.config.host or socket.gethostname(),
+                                 port=svc.config.port, joinDate=utcnow(), heartBeat=utcnow()))
+        else:
+            row.heartBeat, row.port, row.hostName = utcnow(), svc.config.port, svc.config.host
+
+
+def build_services(config: MNConfig) -> Services:
+    Path(config.home).mkdir(parents=True, exist_ok=True)
+    upgrade(config.db_url)
+    db = Database(config.db_url)
+    gconf = GlobalConfigStore(db)
+    gconf.init()
+    svc = Services(config=config, db=db, agents=AgentClient(timeout=config.agent_timeout), gconf=gconf,
+                   mn_uuid=_mn_uuid(config))
+    svc.extras["sessions"] = identity.SessionCache()
+    _register_mn(svc)
+    identity.ensure_admin(svc)
+    return svc
+
+
+def create_app(config: MNConfig | None = None) -> Flask:
+    config = config or MNConfig.load()
+    load_all()
+    svc = build_services(config)
+    runner = JobRunner(svc.db, svc.mn_uuid, workers=config.workers)
+    svc.extras["jobs"] = runner
+    from mn import recovery
+
+    recovery.recover(svc)
+    dispatcher = Dispatcher(svc, runner)
+    app = Flask("zstack-mn")
+    app.json.sort_keys = False
+    app.extensions["zstack.services"] = svc
+    app.extensions["zstack.dispatcher"] = dispatcher
+    app.extensions["zstack.routes"] = rest.build_routes(dispatcher)
+    app.register_blueprint(rpc.bp)
+    app.register_blueprint(rest.bp)
+
+    @app.get("/health")
+    def health():
+        with svc.db.ro() as s:
+            s.execute(select(1))
+        return jsonify({"status": "ok", "version": __version__, "managementNodeUuid": svc.mn_uuid})
+
+    return app

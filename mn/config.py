@@ -1,0 +1,67 @@
+"""Management node settings (the zstack.properties of this project).
+
+Read from a properties file (key=value lines) and ZSTACK_* environment variables; everything has
+a default so the embedded POC needs no file at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("ZSTACK_HOME", Path.home() / ".zstack"))
+
+
+@dataclass
+class MNConfig:
+    home: Path = field(default_factory=default_home)
+    db_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 32          # job executor threads
+    http_threads: int = 16     # API server threads
+    simulator_url: str = ""    # where simulated hosts and storages are served
+    embedded_simulator: bool = False
+    simulator_port: int = 8090
+    agent_timeout: float = 300.0
+    ping_interval: float = 60.0
+    session_timeout: int = 7200
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home)
+        if not self.db_url:
+            self.db_url = f"sqlite:///{self.home / 'zstack.db'}"
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: object) -> MNConfig:
+        values: dict[str, object] = {}
+        names = {f.name: f for f in fields(cls)}
+        if path and Path(path).exists():
+            for line in Path(path).read_text().splitlines():
+                line = line.strip()
+                if not line or line.startswith("#") or "=" not in line:
+                    continue
+                k, v = (x.strip() for x in line.split("=", 1))
+                if k in names:
+                    values[k] = v
+        for k in names:
+            env = os.environ.get(f"ZSTACK_{k.upper()}")
+            if env is not None:
+                values[k] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        typed: dict[str, object] = {}
+        for k, v in values.items():
+            t = names[k].type
+            if t in ("int", int):
+                typed[k] = int(v)  # type: ignore[arg-type]
+            elif t in ("float", float):
+                typed[k] = float(v)  # type: ignore[arg-type]
+            elif t in ("bool", bool):
+                typed[k] = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+            else:
+                typed[k] = v
+        return cls(**typed)  # type: ignore[arg-type]

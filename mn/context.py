@@ -1,0 +1,65 @@
+"""What a handler may use: the MN's services, passed explicitly (no globals)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import update
+
+from mn.agent import AgentClient
+from mn.config import MNConfig
+from mn.db.engine import Database
+from mn.flow import Flow
+from mn.globalconfig import GlobalConfigStore
+from mn.models import ApiJob
+
+
+@dataclass
+class Services:
+    """The long-lived services of one MN process."""
+
+    config: MNConfig
+    db: Database
+    agents: AgentClient
+    gconf: GlobalConfigStore
+    mn_uuid: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ApiContext:
+    """One API call: the services plus who is calling and which job runs it."""
+
+    svc: Services
+    account_uuid: str | None = None
+    session_uuid: str | None = None
+    job_uuid: str | None = None
+
+    @property
+    def db(self) -> Database:
+        return self.svc.db
+
+    @property
+    def agents(self) -> AgentClient:
+        return self.svc.agents
+
+    @property
+    def gconf(self) -> GlobalConfigStore:
+        return self.svc.gconf
+
+    @property
+    def config(self) -> MNConfig:
+        return self.svc.config
+
+    def journal(self, flow: str, done: list[str], data: dict[str, Any]) -> None:
+        """Persist a flow's progress on the job row (crash recovery reads it back)."""
+        if self.job_uuid is None:
+            return
+        state = json.dumps({"flow": flow, "done": done, "data": data}) if done else None
+        with self.db.tx() as s:
+            s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid).values(flowState=state))
+
+    def run_flow(self, flow: Flow, data: dict[str, Any]) -> dict[str, Any]:
+        return flow.run(self, data, journal=self.journal if self.job_uuid else None)

@@ -1,0 +1,1 @@
+"""Database access: engine construction, the declarative base, and session helpers."""

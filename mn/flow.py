@@ -1,0 +1,84 @@
+"""The workflow engine: a flow is a list of small steps, each with run and rollback.
+
+Invariants:
+- Steps run in order; `data` (a JSON-serialisable dict) carries what steps produce.
+- When a step fails, every completed step is rolled back in reverse order; a rollback failure is
+  logged and does not hide the original error, which is re-raised.
+- If a journal is given, it is called after each completed step with (flow name, completed step
+  names, data), so a restarted MN can rebuild the flow by name (FLOWS) and roll it back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[[Any, dict[str, Any]], None]
+Journal = Callable[[str, list[str], dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: StepFn
+    rollback: StepFn | None = None
+
+
+class FlowError(Exception):
+    pass
+
+
+class Flow:
+    def __init__(self, name: str, steps: list[Step]):
+        names = [s.name for s in steps]
+        if len(set(names)) != len(names):
+            raise FlowError(f"flow {name} has duplicate step names: {names}")
+        self.name = name
+        self.steps = steps
+
+    def run(self, ctx: Any, data: dict[str, Any], journal: Journal | None = None) -> dict[str, Any]:
+        done: list[Step] = []
+        for step in self.steps:
+            try:
+                step.run(ctx, data)
+            except BaseException as exc:
+                log.info("flow %s: step %s failed (%s); rolling back %d steps",
+                         self.name, step.name, exc, len(done))
+                self._rollback(ctx, data, done)
+                if journal is not None:
+                    journal(self.name, [], data)
+                raise
+            done.append(step)
+            if journal is not None:
+                journal(self.name, [s.name for s in done], data)
+        return data
+
+    def rollback_completed(self, ctx: Any, data: dict[str, Any], completed: list[str]) -> None:
+        """Roll back the named completed steps (used by crash recovery)."""
+        by_name = {s.name: s for s in self.steps}
+        self._rollback(ctx, data, [by_name[n] for n in completed if n in by_name])
+
+    def _rollback(self, ctx: Any, data: dict[str, Any], done: list[Step]) -> None:
+        for step in reversed(done):
+            if step.rollback is None:
+                continue
+            try:
+                step.rollback(ctx, data)
+            except Exception:
+                log.exception("flow %s: rollback of step %s failed", self.name, step.name)
+
+
+# Flow builders by name, so crash recovery can rebuild a journaled flow.
+FLOWS: dict[str, Callable[[], Flow]] = {}
+
+
+def register_flow(name: str) -> Callable[[Callable[[], Flow]], Callable[[], Flow]]:
+    def deco(builder: Callable[[], Flow]) -> Callable[[], Flow]:
+        FLOWS[name] = builder
+        return builder
+
+    return deco

@@ -1,0 +1,101 @@
+"""Durable API jobs and their executor.
+
+An async API call becomes an ApiJob row (state Processing) before it is queued, and the row gets
+its final state and result when it ends. Jobs with the same sync key run one at a time in
+submission order (operations on one VM in order, on different VMs in parallel); a key's queue
+lives in this MN process, which owns the jobs it accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import update
+
+from mn.db.base import utcnow
+from mn.db.engine import Database
+from mn.errors import ApiError, wrap
+from mn.models import ApiJob
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[], dict[str, Any]]
+
+
+class JobRunner:
+    def __init__(self, db: Database, mn_uuid: str, workers: int = 32):
+        self.db = db
+        self.mn_uuid = mn_uuid
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
+        self._lock = threading.Lock()
+        self._queues: dict[str, deque[tuple[str, Work]]] = {}
+        self._done = threading.Condition(self._lock)
+        self._inflight = 0
+        self.on_finish: Callable[[str, str, dict], None] | None = None
+
+    def create(self, job_uuid: str, api_name: str, request: dict, sync_key: str | None) -> None:
+        with self.db.tx() as s:
+            s.add(ApiJob(uuid=job_uuid, apiName=api_name, request=json.dumps(request), syncKey=sync_key,
+                         managementNodeUuid=self.mn_uuid, state="Processing"))
+
+    def submit(self, job_uuid: str, sync_key: str | None, work: Work) -> None:
+        with self._lock:
+            self._inflight += 1
+            if sync_key is None:
+                self._pool.submit(self._run, job_uuid, None, work)
+                return
+            q = self._queues.get(sync_key)
+            if q is not None:
+                q.append((job_uuid, work))
+                return
+            self._queues[sync_key] = deque()
+        self._pool.submit(self._run, job_uuid, sync_key, work)
+
+    def _run(self, job_uuid: str, sync_key: str | None, work: Work) -> None:
+        try:
+            try:
+                reply = work()
+                self.finish(job_uuid, "Succeeded", {"success": True, **reply})
+            except BaseException as exc:  # noqa: BLE001 - every failure ends the job
+                err = wrap(exc)
+                if not isinstance(exc, ApiError):
+                    log.exception("job %s failed unexpectedly", job_uuid)
+                self.finish(job_uuid, "Failed", {"success": False, "error": err.to_dict()})
+        finally:
+            nxt = None
+            with self._lock:
+                self._inflight -= 1
+                if sync_key is not None:
+                    q = self._queues[sync_key]
+                    if q:
+                        nxt = q.popleft()
+                    else:
+                        del self._queues[sync_key]
+                self._done.notify_all()
+            if nxt is not None:
+                self._pool.submit(self._run, nxt[0], sync_key, nxt[1])
+
+    def finish(self, job_uuid: str, state: str, result: dict) -> None:
+        for attempt in range(5):
+            try:
+                with self.db.tx() as s:
+                    s.execute(update(ApiJob).where(ApiJob.uuid == job_uuid).values(
+                        state=state, result=json.dumps(result), finishedDate=utcnow()))
+                break
+            except Exception:
+                log.exception("recording the end of job %s failed (attempt %d)", job_uuid, attempt + 1)
+        if self.on_finish is not None:
+            self.on_finish(job_uuid, state, result)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._lock:
+            return self._done.wait_for(lambda: self._inflight == 0, timeout)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)

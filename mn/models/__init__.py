@@ -1,0 +1,24 @@
+"""The resource model. Importing this package registers every table on Base.metadata."""
+
+from mn.models.identity import Account, Session  # noqa: F401
+from mn.models.infra import Cluster, Host, Zone  # noqa: F401
+from mn.models.network import (  # noqa: F401
+    IpRange,
+    L2Network,
+    L2NetworkClusterRef,
+    L3Network,
+    L3NetworkDns,
+    UsedIp,
+)
+from mn.models.offering import DiskOffering, InstanceOffering  # noqa: F401
+from mn.models.storage import (  # noqa: F401
+    BackupStorage,
+    BackupStorageZoneRef,
+    Image,
+    ImageBackupStorageRef,
+    PrimaryStorage,
+    PrimaryStorageClusterRef,
+)
+from mn.models.system import ApiJob, GlobalConfig, ManagementNode  # noqa: F401
+from mn.models.tag import SystemTag, UserTag  # noqa: F401
+from mn.models.vm import VmInstance, VmNic, Volume  # noqa: F401

@@ -1,0 +1,58 @@
+"""Run one management node: the WSGI app on waitress plus background tasks.
+
+start() is used by zstack-ctl (foreground daemon) and by tests (in a thread, on port 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from flask import Flask
+from waitress.server import create_server
+
+from mn.app import create_app
+from mn.background import Background
+from mn.config import MNConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningMN:
+    app: Flask
+    url: str
+    server: object
+    background: Background
+    thread: threading.Thread | None = None
+
+    @property
+    def services(self):  # noqa: ANN201
+        return self.app.extensions["zstack.services"]
+
+    def stop(self) -> None:
+        self.background.stop()
+        self.server.close()  # type: ignore[attr-defined]
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        svc = self.services
+        svc.extras["jobs"].shutdown()
+        svc.db.dispose()
+
+
+def start(config: MNConfig, in_thread: bool = True) -> RunningMN:
+    app = create_app(config)
+    server = create_server(app, host=config.host, port=config.port, threads=config.http_threads,
+                           connection_limit=1000, channel_timeout=300, ident="zstack")
+    port = server.effective_port  # type: ignore[attr-defined]
+    url = f"http://{config.host}:{port}"
+    config.port = port
+    bg = Background(app.extensions["zstack.services"])
+    bg.start()
+    running = RunningMN(app, url, server, bg)
+    if in_thread:
+        running.thread = threading.Thread(target=server.run, name="mn-http", daemon=True)
+        running.thread.start()
+    log.info("management node listening on %s", url)
+    return running

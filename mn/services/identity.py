@@ -1,0 +1,133 @@
+"""Accounts and sessions: LogInByAccount, LogOut, ValidateSession, QueryAccount.
+
+The client sends the password as SHA-512 hex (as ZStack clients do); the MN stores a salted
+PBKDF2 of that. Sessions live in the database and are cached briefly per MN.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+
+from sqlalchemy import delete, select
+
+from mn.api.registry import Msg, apis
+from mn.context import ApiContext, Services
+from mn.db.base import new_uuid, utcnow
+from mn.errors import AUTHENTICATION_ERROR, INVALID_SESSION, ApiError
+from mn.globalconfig import SESSION_TIMEOUT
+from mn.inventory import to_inventory
+from mn.models import Account, Session
+
+ADMIN_UUID = "36c27e8ff05c4780bf6d2fa65700f22e"  # ZStack's well-known admin account uuid
+ADMIN_NAME = "admin"
+ADMIN_DEFAULT_PASSWORD = "password"
+_ITERATIONS = 50_000
+_CACHE_TTL = 10.0
+
+
+def sha512_hex(password: str) -> str:
+    return hashlib.sha512(password.encode()).hexdigest()
+
+
+def hash_password(client_hash: str, salt: str) -> str:
+    return hashlib.pbkdf2_hmac("sha256", client_hash.lower().encode(), salt.encode(), _ITERATIONS).hex()
+
+
+def ensure_admin(svc: Services) -> None:
+    with svc.db.tx() as s:
+        if s.get(Account, ADMIN_UUID) is None:
+            salt = secrets.token_hex(16)
+            s.add(Account(uuid=ADMIN_UUID, name=ADMIN_NAME, type="SystemAdmin", passwordSalt=salt,
+                          passwordHash=hash_password(sha512_hex(ADMIN_DEFAULT_PASSWORD), salt),
+                          description="the administrator"))
+
+
+class SessionCache:
+    """session uuid -> (account uuid, expiry); entries re-read from the database after a TTL."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[str, dt.datetime, float]] = {}
+
+    def validate(self, svc: Services, session_uuid: str | None) -> str:
+        if not session_uuid:
+            raise ApiError(INVALID_SESSION, "this API needs a session: log in with LogInByAccount",
+                           http_status=401)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(session_uuid)
+        if hit is None or now - hit[2] > _CACHE_TTL:
+            with svc.db.ro() as s:
+                row = s.get(Session, session_uuid)
+                hit = (row.accountUuid, row.expiredDate, now) if row else None
+            with self._lock:
+                if hit is None:
+                    self._entries.pop(session_uuid, None)
+                else:
+                    self._entries[session_uuid] = hit
+        if hit is None or hit[1] < utcnow():
+            raise ApiError(INVALID_SESSION, f"session[uuid:{session_uuid}] is invalid or expired",
+                           http_status=401)
+        return hit[0]
+
+    def drop(self, session_uuid: str) -> None:
+        with self._lock:
+            self._entries.pop(session_uuid, None)
+
+
+def _session_inventory(ctx: ApiContext, row: Session) -> dict:
+    with ctx.db.ro() as s:
+        return to_inventory(s, row)
+
+
+@apis.handler("LogInByAccount")
+def log_in(ctx: ApiContext, msg: Msg) -> dict:
+    with ctx.db.tx() as s:
+        acc = s.scalar(select(Account).where(Account.name == msg.accountName))
+        if acc is None or not hmac.compare_digest(acc.passwordHash, hash_password(msg.password, acc.passwordSalt)):
+            raise ApiError(AUTHENTICATION_ERROR, "wrong account name or password", http_status=401)
+        timeout = ctx.gconf.get(SESSION_TIMEOUT)
+        row = Session(uuid=new_uuid(), accountUuid=acc.uuid, userUuid=acc.uuid, userType="AccountVO",
+                      expiredDate=utcnow() + dt.timedelta(seconds=timeout), createDate=utcnow())
+        s.add(row)
+        s.flush()
+        return {"inventory": to_inventory(s, row)}
+
+
+@apis.handler("LogOut")
+def log_out(ctx: ApiContext, msg: Msg) -> dict:
+    uuid = msg.get("sessionUuid") or ctx.session_uuid
+    if uuid:
+        with ctx.db.tx() as s:
+            s.execute(delete(Session).where(Session.uuid == uuid))
+        ctx.svc.extras["sessions"].drop(uuid)
+    return {}
+
+
+@apis.handler("ValidateSession")
+def validate_session(ctx: ApiContext, msg: Msg) -> dict:
+    try:
+        ctx.svc.extras["sessions"].validate(ctx.svc, msg.sessionUuid)
+        return {"validSession": True}
+    except ApiError:
+        return {"validSession": False}
+
+
+@apis.handler("RenewSession")
+def renew_session(ctx: ApiContext, msg: Msg) -> dict:
+    uuid = msg.get("sessionUuid") or ctx.session_uuid
+    with ctx.db.tx() as s:
+        row = s.get(Session, uuid)
+        if row is None:
+            raise ApiError(INVALID_SESSION, f"session[uuid:{uuid}] is invalid or expired")
+        seconds = msg.get("duration") or ctx.gconf.get(SESSION_TIMEOUT)
+        row.expiredDate = utcnow() + dt.timedelta(seconds=int(seconds))
+        s.flush()
+        inv = to_inventory(s, row)
+    ctx.svc.extras["sessions"].drop(uuid)
+    return {"inventory": inv}
