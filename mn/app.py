@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from mn import __version__
 from mn.agent import AgentClient
-from mn.api import rest, rpc
+from mn.api import agent_events, rest, rpc
 from mn.api.dispatch import Dispatcher
 from mn.config import MNConfig
 from mn.context import Services
@@ -82,6 +82,7 @@ def create_app(config: MNConfig | None = None) -> Flask:
     app.extensions["zstack.routes"] = rest.build_routes(dispatcher)
     app.register_blueprint(rpc.bp)
     app.register_blueprint(rest.bp)
+    app.register_blueprint(agent_events.bp)
 
     @app.get("/health")
     def health():

@@ -62,4 +62,6 @@ class ApiContext:
             s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid).values(flowState=state))
 
     def run_flow(self, flow: Flow, data: dict[str, Any]) -> dict[str, Any]:
-        return flow.run(self, data, journal=self.journal if self.job_uuid else None)
+        faults = self.svc.extras.get("flow_faults")
+        return flow.run(self, data, journal=self.journal if self.job_uuid else None,
+                        fault=faults.__contains__ if faults else None)

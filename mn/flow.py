@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mn.errors import OPERATION_ERROR, ApiError
+
 log = logging.getLogger(__name__)
 
 StepFn = Callable[[Any, dict[str, Any]], None]
@@ -40,11 +42,24 @@ class Flow:
         self.name = name
         self.steps = steps
 
-    def run(self, ctx: Any, data: dict[str, Any], journal: Journal | None = None) -> dict[str, Any]:
+    def run(self, ctx: Any, data: dict[str, Any], journal: Journal | None = None,
+            fault: Callable[[str], bool] | None = None) -> dict[str, Any]:
+        """Run every step; on failure roll back the completed ones and re-raise.
+
+        The journal is written before each step with the steps started so far (the current one
+        included), so recovery also rolls back a step that was in flight: rollbacks must
+        tolerate a step that did not (fully) happen. `fault(flow:step)` returning True fails
+        the flow right after that step ran (test instrumentation for rollback paths).
+        """
         done: list[Step] = []
         for step in self.steps:
             try:
+                if journal is not None:
+                    journal(self.name, [s.name for s in done] + [step.name], data)
                 step.run(ctx, data)
+                done.append(step)
+                if fault is not None and fault(f"{self.name}:{step.name}"):
+                    raise ApiError(OPERATION_ERROR, f"injected failure after step {step.name} of flow {self.name}")
             except BaseException as exc:
                 log.info("flow %s: step %s failed (%s); rolling back %d steps",
                          self.name, step.name, exc, len(done))
@@ -52,9 +67,8 @@ class Flow:
                 if journal is not None:
                     journal(self.name, [], data)
                 raise
-            done.append(step)
-            if journal is not None:
-                journal(self.name, [s.name for s in done], data)
+        if journal is not None:
+            journal(self.name, [], data)
         return data
 
     def rollback_completed(self, ctx: Any, data: dict[str, Any], completed: list[str]) -> None:

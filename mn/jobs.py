@@ -57,8 +57,21 @@ class JobRunner:
             self._queues[sync_key] = deque()
         self._pool.submit(self._run, job_uuid, sync_key, work)
 
+    def submit_internal(self, sync_key: str | None, work: Work) -> None:
+        """Queue MN-internal work on a sync key; no job row is written."""
+        from mn.db.base import new_uuid
+
+        self.submit(f"internal-{new_uuid()}", sync_key, work)
+
     def _run(self, job_uuid: str, sync_key: str | None, work: Work) -> None:
+        internal = job_uuid.startswith("internal-")
         try:
+            if internal:
+                try:
+                    work()
+                except Exception:
+                    log.exception("internal work on %s failed", sync_key)
+                return
             try:
                 reply = work()
                 self.finish(job_uuid, "Succeeded", {"success": True, **reply})

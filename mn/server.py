@@ -26,6 +26,7 @@ class RunningMN:
     server: object
     background: Background
     thread: threading.Thread | None = None
+    simulator: object | None = None
 
     @property
     def services(self):  # noqa: ANN201
@@ -39,9 +40,19 @@ class RunningMN:
         svc = self.services
         svc.extras["jobs"].shutdown()
         svc.db.dispose()
+        if self.simulator is not None:
+            self.simulator.stop()  # type: ignore[attr-defined]
 
 
 def start(config: MNConfig, in_thread: bool = True) -> RunningMN:
+    """Start an MN; with config.embedded_simulator, a simulator is started in-process first."""
+    simulator = None
+    if config.embedded_simulator:
+        from simulator.server import start_in_thread
+
+        simulator = start_in_thread(config.host, config.simulator_port)
+        config.simulator_url = simulator.url
+        log.info("embedded simulator listening on %s", simulator.url)
     app = create_app(config)
     server = create_server(app, host=config.host, port=config.port, threads=config.http_threads,
                            connection_limit=1000, channel_timeout=300, ident="zstack")
@@ -50,7 +61,7 @@ def start(config: MNConfig, in_thread: bool = True) -> RunningMN:
     config.port = port
     bg = Background(app.extensions["zstack.services"])
     bg.start()
-    running = RunningMN(app, url, server, bg)
+    running = RunningMN(app, url, server, bg, simulator=simulator)
     if in_thread:
         running.thread = threading.Thread(target=server.run, name="mn-http", daemon=True)
         running.thread.start()

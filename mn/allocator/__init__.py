@@ -1,0 +1,1 @@
+"""Allocators: choose where a resource goes and reserve its capacity in the same transaction."""

@@ -1,0 +1,155 @@
+"""The host allocator: filters, then a strategy, then an atomic capacity reservation.
+
+Filters (all in SQL): host Enabled and Connected, its cluster and zone Enabled, hypervisor type,
+zone/cluster/host pins, exclusions, every requested L3's L2 attached to the host's cluster,
+a primary storage attached to the cluster (when `need_ps` is set) and free CPU and memory.
+Strategies: DefaultHostAllocatorStrategy (random among candidates) and
+LeastVmPreferredHostAllocatorStrategy (fewest VMs first). The reservation is a compare-and-swap
+UPDATE, so concurrent allocations never over-commit a host; losing a race tries the next one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from mn.errors import NO_AVAILABLE_HOST, ApiError
+from mn.models import (
+    Cluster,
+    Host,
+    L2NetworkClusterRef,
+    L3Network,
+    PrimaryStorage,
+    PrimaryStorageClusterRef,
+    VmInstance,
+    Zone,
+)
+
+DEFAULT = "DefaultHostAllocatorStrategy"
+LEAST_VM = "LeastVmPreferredHostAllocatorStrategy"
+STRATEGIES = (DEFAULT, LEAST_VM)
+# VM states in which a VM holds CPU and memory on its host.
+HOLDING_STATES = ("Starting", "Running", "Stopping", "Rebooting", "Pausing", "Paused", "Resuming",
+                  "Migrating", "Unknown", "Destroying")
+CANDIDATE_LIMIT = 64
+
+
+@dataclass
+class HostRequest:
+    cpu: int
+    memory: int                       # bytes the VM asks for
+    memory_ratio: float = 1.0         # mevoco/overProvisioning.memory
+    zone_uuid: str | None = None
+    cluster_uuid: str | None = None
+    host_uuid: str | None = None
+    hypervisor_type: str | None = None
+    l3_uuids: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    strategy: str = DEFAULT
+    need_ps: bool = True              # the host's cluster must have a usable primary storage
+    ps_uuid: str | None = None        # ...this one, when the volumes already live on it
+
+    @property
+    def reserved_memory(self) -> int:
+        return math.ceil(self.memory / self.memory_ratio)
+
+
+def _filters(req: HostRequest, with_capacity: bool = True) -> list:
+    f = [Host.state == "Enabled", Host.status == "Connected",
+         Host.clusterUuid.in_(select(Cluster.uuid).where(Cluster.state == "Enabled")),
+         Host.zoneUuid.in_(select(Zone.uuid).where(Zone.state == "Enabled"))]
+    if req.hypervisor_type:
+        f.append(Host.hypervisorType == req.hypervisor_type)
+    if req.zone_uuid:
+        f.append(Host.zoneUuid == req.zone_uuid)
+    if req.cluster_uuid:
+        f.append(Host.clusterUuid == req.cluster_uuid)
+    if req.host_uuid:
+        f.append(Host.uuid == req.host_uuid)
+    if req.exclude:
+        f.append(Host.uuid.not_in(req.exclude))
+    for l3 in dict.fromkeys(req.l3_uuids):
+        l2 = select(L3Network.l2NetworkUuid).where(L3Network.uuid == l3).scalar_subquery()
+        f.append(Host.clusterUuid.in_(select(L2NetworkClusterRef.clusterUuid)
+                                      .where(L2NetworkClusterRef.l2NetworkUuid == l2)))
+    if req.need_ps or req.ps_uuid:
+        ps = select(PrimaryStorage.uuid).where(PrimaryStorage.state == "Enabled",
+                                               PrimaryStorage.status == "Connected")
+        if req.ps_uuid:
+            ps = ps.where(PrimaryStorage.uuid == req.ps_uuid)
+        f.append(Host.clusterUuid.in_(select(PrimaryStorageClusterRef.clusterUuid)
+                                      .where(PrimaryStorageClusterRef.primaryStorageUuid.in_(ps))))
+    if with_capacity:
+        f.append(Host.availableCpuCapacity >= req.cpu)
+        f.append(Host.availableMemoryCapacity >= req.reserved_memory)
+    return f
+
+
+def candidates(s: Session, req: HostRequest, limit: int = CANDIDATE_LIMIT) -> list[str]:
+    """Uuids of hosts that pass every filter, in the strategy's order (no reservation)."""
+    q = select(Host.uuid).where(*_filters(req))
+    if req.strategy == LEAST_VM:
+        vms = (select(func.count()).select_from(VmInstance)
+               .where(VmInstance.hostUuid == Host.uuid, VmInstance.state.in_(HOLDING_STATES))
+               .scalar_subquery())
+        q = q.order_by(vms, Host.uuid)
+    else:
+        q = q.order_by(func.random())
+    return list(s.scalars(q.limit(limit)))
+
+
+def reserve(s: Session, host_uuid: str, cpu: int, memory: int) -> bool:
+    """Take cpu and memory (already over-provisioning adjusted) from a host, or return False."""
+    res = s.execute(update(Host).where(Host.uuid == host_uuid, Host.availableCpuCapacity >= cpu,
+                                       Host.availableMemoryCapacity >= memory)
+                    .values(availableCpuCapacity=Host.availableCpuCapacity - cpu,
+                            availableMemoryCapacity=Host.availableMemoryCapacity - memory))
+    return res.rowcount == 1
+
+
+def _capped(total, available, amount):  # noqa: ANN001, ANN202
+    return case((available + amount > total, total), else_=available + amount)
+
+
+def release(s: Session, host_uuid: str, cpu: int, memory: int) -> None:
+    """Return capacity to a host, never above its totals."""
+    s.execute(update(Host).where(Host.uuid == host_uuid).values(
+        availableCpuCapacity=_capped(Host.totalCpuCapacity, Host.availableCpuCapacity, cpu),
+        availableMemoryCapacity=_capped(Host.totalMemoryCapacity, Host.availableMemoryCapacity, memory)))
+
+
+def allocate(s: Session, req: HostRequest) -> str:
+    """Choose a host and reserve the request's capacity on it; raise NO_AVAILABLE_HOST with reasons."""
+    if req.strategy not in STRATEGIES:
+        raise ApiError(NO_AVAILABLE_HOST, f"unknown host allocator strategy {req.strategy}; "
+                                          f"valid: {list(STRATEGIES)}")
+    for _ in range(3):
+        found = candidates(s, req)
+        if not found:
+            break
+        for h in found:
+            if reserve(s, h, req.cpu, req.reserved_memory):
+                return h
+    raise ApiError(NO_AVAILABLE_HOST, explain(s, req))
+
+
+def explain(s: Session, req: HostRequest) -> str:
+    """Why no host fits: how many hosts survive each filter, in order."""
+    base = [Host.state == "Enabled", Host.status == "Connected"]
+    steps = [("Enabled and Connected", base)]
+    full = _filters(req, with_capacity=False)
+    steps.append(("in an Enabled zone/cluster, matching the requested zone/cluster/host/hypervisor, "
+                  "with the L3 networks' L2 attached and a usable primary storage", full))
+    steps.append((f"with {req.cpu} free CPUs and {req.reserved_memory} bytes of free memory",
+                  full + [Host.availableCpuCapacity >= req.cpu,
+                          Host.availableMemoryCapacity >= req.reserved_memory]))
+    parts = []
+    for label, f in steps:
+        n = s.scalar(select(func.count()).select_from(Host).where(*f))
+        parts.append(f"{n} host(s) {label}")
+        if not n:
+            break
+    return "no host can run the VM: " + "; ".join(parts)

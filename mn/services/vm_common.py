@@ -1,0 +1,84 @@
+"""What the VM flows share: VM states, agent addresses and the transfer objects sent to agents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kvmagent.protocol import NicTO, VolumeTO, bridge_name
+from mn.errors import VM_STATE_ERROR, ApiError
+from mn.models import Host, L2Network, L3Network, PrimaryStorage, VmInstance, VmNic, Volume
+
+# Stable and transitional VM states (ZStack's names).
+CREATED, STARTING, RUNNING, STOPPING, STOPPED = "Created", "Starting", "Running", "Stopping", "Stopped"
+REBOOTING, PAUSING, PAUSED, RESUMING = "Rebooting", "Pausing", "Paused", "Resuming"
+MIGRATING, DESTROYING, DESTROYED, EXPUNGING, UNKNOWN = (
+    "Migrating", "Destroying", "Destroyed", "Expunging", "Unknown")
+TRANSITIONAL = (STARTING, STOPPING, REBOOTING, PAUSING, RESUMING, MIGRATING, DESTROYING, EXPUNGING)
+# The states an operation may start from: operation -> (from states, transitional state).
+OPERATIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "start": ((CREATED, STOPPED), STARTING),
+    "stop": ((RUNNING, PAUSED, UNKNOWN), STOPPING),
+    "reboot": ((RUNNING,), REBOOTING),
+    "pause": ((RUNNING,), PAUSING),
+    "resume": ((PAUSED,), RESUMING),
+    "migrate": ((RUNNING,), MIGRATING),
+    "destroy": ((CREATED, RUNNING, STOPPED, PAUSED, UNKNOWN), DESTROYING),
+    "expunge": ((DESTROYED,), EXPUNGING),
+}
+
+
+def state_error(vm: VmInstance, op: str) -> ApiError:
+    allowed = OPERATIONS[op][0] if op in OPERATIONS else ()
+    return ApiError(VM_STATE_ERROR, f"cannot {op} VmInstanceVO[uuid:{vm.uuid}, name:{vm.name}] in state "
+                                    f"{vm.state}; it must be one of {list(allowed)}")
+
+
+def host_url(s: Session, host_uuid: str) -> str:
+    h = s.get(Host, host_uuid)
+    if h is None or not h.agentUrl:
+        raise ApiError(VM_STATE_ERROR, f"HostVO[uuid:{host_uuid}] has no agent address")
+    return h.agentUrl
+
+
+def ps_url(s: Session, ps_uuid: str, host_uuid: str | None = None) -> str:
+    """Where a primary storage's commands go: its own agent, or the host's for local storage."""
+    ps = s.get(PrimaryStorage, ps_uuid)
+    if ps is None:
+        raise ApiError(VM_STATE_ERROR, f"PrimaryStorageVO[uuid:{ps_uuid}] is gone")
+    if ps.agentUrl:
+        return ps.agentUrl
+    if host_uuid:
+        return host_url(s, host_uuid)
+    raise ApiError(VM_STATE_ERROR, f"PrimaryStorageVO[uuid:{ps_uuid}] has no agent address")
+
+
+def volume_to(v: Volume) -> VolumeTO:
+    return VolumeTO(volumeUuid=v.uuid, installPath=v.installPath or "", deviceId=v.deviceId or 0,
+                    format=v.format, size=v.size)
+
+
+def nic_tos(s: Session, nics: list[VmNic]) -> list[NicTO]:
+    if not nics:
+        return []
+    l3s = {l3.uuid: l3 for l3 in s.scalars(select(L3Network).where(
+        L3Network.uuid.in_({n.l3NetworkUuid for n in nics})))}
+    l2s = {l2.uuid: l2 for l2 in s.scalars(select(L2Network).where(
+        L2Network.uuid.in_({l3.l2NetworkUuid for l3 in l3s.values()})))}
+    out = []
+    for n in nics:
+        l2 = l2s[l3s[n.l3NetworkUuid].l2NetworkUuid]
+        out.append(NicTO(uuid=n.uuid, mac=n.mac, bridgeName=bridge_name(l2.uuid, l2.vlan), deviceId=n.deviceId,
+                         ip=n.ip, netmask=n.netmask, gateway=n.gateway, driverType=n.driverType,
+                         l3NetworkUuid=n.l3NetworkUuid))
+    return out
+
+
+def vm_devices(s: Session, vm_uuid: str) -> dict[str, Any]:
+    """The VM's root volume, attached data volumes and NICs, for a start command."""
+    vols = s.scalars(select(Volume).where(Volume.vmInstanceUuid == vm_uuid).order_by(Volume.deviceId)).all()
+    nics = s.scalars(select(VmNic).where(VmNic.vmInstanceUuid == vm_uuid).order_by(VmNic.deviceId)).all()
+    root = next((v for v in vols if v.type == "Root"), None)
+    return {"root": root, "data": [v for v in vols if v.type == "Data"], "nics": list(nics)}

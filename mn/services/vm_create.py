@@ -1,0 +1,427 @@
+"""CreateVmInstance: resolve the request into a plan, then run the create flow.
+
+Flow "create-vm" (each step rolls back exactly what it did; rollbacks tolerate a step that was in
+flight when the MN died):
+  allocate       one transaction: VM row, host reservation (InstantStart), primary storage
+                 reservation, volume rows, NIC rows with their IPs
+  root-volume    the root volume created on primary storage from the image (agent)
+  data-volumes   empty data volumes created on primary storage (agent)
+  prepare-net    extensions.VM_BEFORE_START hooks (network services)
+  start          the VM started on its host (agent)
+  finalize       states: VM Running (or Stopped/Created), volumes Ready
+JustCreate stops after `allocate` (VM Created, volumes NotInstantiated); CreateStopped skips
+`prepare-net` and `start` (VM Stopped, holding no host capacity).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from kvmagent.protocol import (
+    CreateEmptyVolumeCmd,
+    CreateVolumeFromImageCmd,
+    DeleteVolumeCmd,
+    DestroyVmCmd,
+    StartVmCmd,
+    VolumeRsp,
+)
+from mn import extensions, ipam
+from mn.allocator import host as host_alloc
+from mn.allocator import primary_storage as ps_alloc
+from mn.context import ApiContext
+from mn.db.base import new_uuid, utcnow
+from mn.errors import invalid, not_found
+from mn.flow import Flow, Step, register_flow
+from mn.globalconfig import HOST_ALLOCATOR_STRATEGY, MEMORY_OVER_PROVISIONING, PS_OVER_PROVISIONING
+from mn.models import (
+    BackupStorage,
+    BackupStorageZoneRef,
+    Cluster,
+    DiskOffering,
+    Host,
+    Image,
+    ImageBackupStorageRef,
+    InstanceOffering,
+    L3Network,
+    UsedIp,
+    VmInstance,
+    VmNic,
+    Volume,
+    Zone,
+)
+from mn.services.common import add_tags, get_or_404, new_resource_uuid
+from mn.services.vm_common import CREATED, RUNNING, STARTING, STOPPED, host_url, nic_tos, ps_url, volume_to
+
+
+@dataclass
+class Plan:
+    """Everything CreateVmInstance decided before any side effect."""
+
+    vm_uuid: str
+    name: str
+    cpu: int
+    memory: int
+    reserved_memory: int
+    offering_uuid: str | None
+    allocator_strategy: str
+    image: dict[str, Any]
+    root_size: int
+    root_disk_offering: str | None
+    data_disks: list[dict[str, Any]]
+    l3s: list[str]
+    default_l3: str
+    static_ips: dict[str, str]
+    zone_uuid: str | None
+    cluster_uuid: str | None
+    host_uuid: str | None
+    ps_uuid: str | None
+    strategy: str
+    description: str | None
+    platform: str | None
+    guest_os: str | None
+    architecture: str | None
+    system_tags: list[str] = field(default_factory=list)
+    user_tags: list[str] = field(default_factory=list)
+
+
+def _enabled(row: Any, what: str) -> None:
+    if getattr(row, "state", "Enabled") != "Enabled":
+        raise invalid(f"{what}[uuid:{row.uuid}] is {row.state}; it must be Enabled")
+
+
+def resolve(ctx: ApiContext, msg: dict[str, Any], s: Session) -> Plan:
+    """Validate CreateVmInstance and compute its plan. Reads only; no side effects."""
+    offering = None
+    if msg.get("instanceOfferingUuid"):
+        offering = get_or_404(s, InstanceOffering, msg["instanceOfferingUuid"])
+        _enabled(offering, "InstanceOfferingVO")
+    cpu = msg.get("cpuNum") or (offering.cpuNum if offering else None)
+    memory = msg.get("memorySize") or (offering.memorySize if offering else None)
+    if not cpu or not memory:
+        raise invalid("CreateVmInstance needs instanceOfferingUuid, or both cpuNum and memorySize")
+    if cpu <= 0 or memory <= 0:
+        raise invalid(f"cpuNum and memorySize must be positive, got {cpu} and {memory}")
+    if not msg.get("imageUuid"):
+        raise invalid("CreateVmInstance needs imageUuid")
+    image = get_or_404(s, Image, msg["imageUuid"])
+    _enabled(image, "ImageVO")
+    if image.status != "Ready":
+        raise invalid(f"ImageVO[uuid:{image.uuid}] is {image.status}; it must be Ready")
+    root_offering = None
+    if msg.get("rootDiskOfferingUuid"):
+        root_offering = get_or_404(s, DiskOffering, msg["rootDiskOfferingUuid"])
+    if image.mediaType == "ISO":
+        if root_offering is None and not msg.get("rootDiskSize"):
+            raise invalid("a VM created from an ISO needs rootDiskOfferingUuid or rootDiskSize")
+        root_size = msg.get("rootDiskSize") or root_offering.diskSize  # type: ignore[union-attr]
+    elif image.mediaType == "RootVolumeTemplate":
+        root_size = max(image.size, msg.get("rootDiskSize") or 0,
+                        root_offering.diskSize if root_offering else 0)
+    else:
+        raise invalid(f"ImageVO[uuid:{image.uuid}] is a {image.mediaType}; a VM needs a "
+                      "RootVolumeTemplate or an ISO")
+    data_disks: list[dict[str, Any]] = []
+    for du in msg.get("dataDiskOfferingUuids") or []:
+        d = get_or_404(s, DiskOffering, du)
+        _enabled(d, "DiskOfferingVO")
+        data_disks.append({"size": d.diskSize, "diskOfferingUuid": d.uuid})
+    for size in msg.get("dataDiskSizes") or []:
+        if size <= 0:
+            raise invalid(f"dataDiskSizes must be positive, got {size}")
+        data_disks.append({"size": size, "diskOfferingUuid": None})
+    l3s = list(dict.fromkeys(msg.get("l3NetworkUuids") or []))
+    if not l3s:
+        raise invalid("CreateVmInstance needs at least one L3 network in l3NetworkUuids")
+    l3_rows = {r.uuid: r for r in s.scalars(select(L3Network).where(L3Network.uuid.in_(l3s)))}
+    for u in l3s:
+        if u not in l3_rows:
+            raise not_found("L3NetworkVO", u)
+        _enabled(l3_rows[u], "L3NetworkVO")
+    default_l3 = msg.get("defaultL3NetworkUuid") or l3s[0]
+    if default_l3 not in l3s:
+        raise invalid(f"defaultL3NetworkUuid {default_l3} is not one of l3NetworkUuids {l3s}")
+    tags = msg.get("systemTags") or []
+    static_ips = ipam.static_ips_from_tags(tags)
+    for l3, ip in static_ips.items():
+        if l3 not in l3s:
+            raise invalid(f"the static IP {ip} names L3 network {l3}, which the VM does not join")
+    zone_uuid, cluster_uuid, host_uuid = msg.get("zoneUuid"), msg.get("clusterUuid"), msg.get("hostUuid")
+    if zone_uuid:
+        _enabled(get_or_404(s, Zone, zone_uuid), "ZoneVO")
+    if cluster_uuid:
+        _enabled(get_or_404(s, Cluster, cluster_uuid), "ClusterVO")
+    if host_uuid:
+        get_or_404(s, Host, host_uuid)
+    ps_uuid = msg.get("primaryStorageUuidForRootVolume")
+    if ps_uuid:
+        from mn.models import PrimaryStorage
+
+        get_or_404(s, PrimaryStorage, ps_uuid)
+    ratio = ctx.gconf.get(MEMORY_OVER_PROVISIONING)
+    strategy = (offering.allocatorStrategy if offering and offering.allocatorStrategy
+                else ctx.gconf.get(HOST_ALLOCATOR_STRATEGY))
+    return Plan(
+        vm_uuid=new_resource_uuid(msg), name=msg["name"], cpu=int(cpu), memory=int(memory),
+        reserved_memory=math.ceil(memory / ratio), offering_uuid=offering.uuid if offering else None,
+        allocator_strategy=strategy,
+        image={"uuid": image.uuid, "size": image.size, "format": image.format, "mediaType": image.mediaType,
+               "platform": image.platform, "architecture": image.architecture, "guestOsType": image.guestOsType},
+        root_size=int(root_size), root_disk_offering=root_offering.uuid if root_offering else None,
+        data_disks=data_disks, l3s=l3s, default_l3=default_l3, static_ips=static_ips,
+        zone_uuid=zone_uuid, cluster_uuid=cluster_uuid, host_uuid=host_uuid, ps_uuid=ps_uuid,
+        strategy=msg.get("strategy") or "InstantStart", description=msg.get("description"),
+        platform=msg.get("platform") or image.platform, guest_os=msg.get("guestOsType") or image.guestOsType,
+        architecture=msg.get("architecture") or image.architecture,
+        system_tags=list(tags), user_tags=list(msg.get("userTags") or []))
+
+
+def check_create(ctx: ApiContext, msg: dict[str, Any]) -> None:
+    with ctx.db.ro() as s:
+        plan = resolve(ctx, msg, s)
+        if s.get(VmInstance, plan.vm_uuid) is not None:
+            raise invalid(f"resourceUuid {plan.vm_uuid} is already used by a VM")
+
+
+# ---- steps ------------------------------------------------------------------------------------
+
+def _host_request(ctx: ApiContext, p: dict[str, Any], **over: Any) -> host_alloc.HostRequest:
+    req = host_alloc.HostRequest(
+        cpu=p["cpu"], memory=p["memory"], memory_ratio=ctx.gconf.get(MEMORY_OVER_PROVISIONING),
+        zone_uuid=p["zone_uuid"], cluster_uuid=p["cluster_uuid"], host_uuid=p["host_uuid"],
+        l3_uuids=p["l3s"], strategy=p["allocator_strategy"], ps_uuid=p["ps_uuid"])
+    for k, v in over.items():
+        setattr(req, k, v)
+    return req
+
+
+def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
+    p = d["plan"]
+    ps_ratio = ctx.gconf.get(PS_OVER_PROVISIONING)
+    with ctx.db.tx() as s:
+        start = p["strategy"] == "InstantStart"
+        host_uuid = None
+        if start:
+            host_uuid = host_alloc.allocate(s, _host_request(ctx, p))
+            d["reserved"] = {"host": host_uuid, "cpu": p["cpu"], "memory": p["reserved_memory"]}
+            target = s.get(Host, host_uuid)
+        else:
+            # Not started: pick where the volumes go without taking CPU or memory.
+            found = host_alloc.candidates(s, _host_request(ctx, p, cpu=0, memory=0), limit=1)
+            if not found:
+                host_alloc.allocate(s, _host_request(ctx, p, cpu=0, memory=0))  # raises with reasons
+            target = s.get(Host, found[0])
+        cluster_uuid, zone_uuid = target.clusterUuid, target.zoneUuid
+        total = p["root_size"] + sum(x["size"] for x in p["data_disks"])
+        instantiate = p["strategy"] != "JustCreate"
+        ps_uuid = None
+        if instantiate:
+            ps_uuid = ps_alloc.allocate(s, size=total, ratio=ps_ratio, cluster_uuid=cluster_uuid,
+                                        ps_uuid=p["ps_uuid"])
+            d["psReserved"] = {"ps": ps_uuid, "size": total, "ratio": ps_ratio}
+        vm = VmInstance(
+            uuid=p["vm_uuid"], name=p["name"], description=p["description"], zoneUuid=zone_uuid,
+            clusterUuid=cluster_uuid if instantiate else None, imageUuid=p["image"]["uuid"],
+            hostUuid=host_uuid, lastHostUuid=host_uuid, instanceOfferingUuid=p["offering_uuid"],
+            rootVolumeUuid=d["rootVolumeUuid"], platform=p["platform"], architecture=p["architecture"],
+            defaultL3NetworkUuid=p["default_l3"], type="UserVm", hypervisorType=target.hypervisorType,
+            memorySize=p["memory"], cpuNum=p["cpu"], allocatorStrategy=p["allocator_strategy"],
+            state=STARTING if start else CREATED, guestOsType=p["guest_os"],
+            internalId=int(p["vm_uuid"][:7], 16))
+        s.add(vm)
+        s.flush()
+        status = "Creating" if instantiate else "NotInstantiated"
+        s.add(Volume(uuid=d["rootVolumeUuid"], name=f"ROOT-for-{p['name']}", type="Root",
+                     primaryStorageUuid=ps_uuid, vmInstanceUuid=vm.uuid, rootImageUuid=p["image"]["uuid"],
+                     diskOfferingUuid=p["root_disk_offering"], format=p["image"]["format"] or "qcow2",
+                     size=p["root_size"], deviceId=0, status=status,
+                     hostUuid=host_uuid))
+        for i, (vu, disk) in enumerate(zip(d["dataVolumeUuids"], p["data_disks"], strict=True)):
+            s.add(Volume(uuid=vu, name=f"DATA-for-{p['name']}", type="Data", primaryStorageUuid=ps_uuid,
+                         vmInstanceUuid=vm.uuid, diskOfferingUuid=disk["diskOfferingUuid"], format="qcow2",
+                         size=disk["size"], deviceId=i + 1, status=status, hostUuid=host_uuid,
+                         lastAttachDate=utcnow()))
+        for i, (nu, l3) in enumerate(zip(d["nicUuids"], p["l3s"], strict=True)):
+            nic = VmNic(uuid=nu, vmInstanceUuid=vm.uuid, l3NetworkUuid=l3, mac=ipam.new_mac(),
+                        hypervisorType=target.hypervisorType, deviceId=i,
+                        internalName=f"vnic{vm.internalId}.{i}")
+            s.add(nic)
+            s.flush()
+            used = ipam.allocate_ip(s, l3, ip=p["static_ips"].get(l3), nic_uuid=nu, used_for="Vip")
+            nic.usedIpUuid, nic.ip, nic.netmask, nic.gateway = used.uuid, used.ip, used.netmask, used.gateway
+            nic.ipVersion = used.ipVersion
+        add_tags(s, vm.uuid, "VmInstanceVO", {"systemTags": p["system_tags"], "userTags": p["user_tags"]})
+    d["allocated"] = True
+
+
+def _allocate_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
+    from mn.services.common import delete_tags
+
+    with ctx.db.tx() as s:
+        vm_uuid = d["plan"]["vm_uuid"]
+        s.execute(delete(UsedIp).where(UsedIp.vmNicUuid.in_(d["nicUuids"])))
+        s.execute(delete(VmNic).where(VmNic.uuid.in_(d["nicUuids"])))
+        s.execute(delete(Volume).where(Volume.uuid.in_([d["rootVolumeUuid"], *d["dataVolumeUuids"]])))
+        s.execute(delete(VmInstance).where(VmInstance.uuid == vm_uuid))
+        delete_tags(s, vm_uuid)
+        r = d.pop("reserved", None)
+        if r:
+            host_alloc.release(s, r["host"], r["cpu"], r["memory"])
+        pr = d.pop("psReserved", None)
+        if pr:
+            ps_alloc.release(s, pr["ps"], pr["size"], pr["ratio"])
+
+
+def _image_source(s: Session, image_uuid: str, zone_uuid: str) -> tuple[str, str, str | None]:
+    """(backup storage uuid, install path, agent url) of a Ready copy of the image in the zone."""
+    row = s.execute(
+        select(ImageBackupStorageRef.backupStorageUuid, ImageBackupStorageRef.installPath, BackupStorage.url)
+        .join(BackupStorage, BackupStorage.uuid == ImageBackupStorageRef.backupStorageUuid)
+        .where(ImageBackupStorageRef.imageUuid == image_uuid, ImageBackupStorageRef.status == "Ready",
+               BackupStorage.state == "Enabled", BackupStorage.status == "Connected",
+               BackupStorage.uuid.in_(select(BackupStorageZoneRef.backupStorageUuid)
+                                      .where(BackupStorageZoneRef.zoneUuid == zone_uuid)))
+        .limit(1)).first()
+    if row is None:
+        raise invalid(f"ImageVO[uuid:{image_uuid}] has no Ready copy on a connected backup storage "
+                      f"attached to zone {zone_uuid}")
+    return row[0], row[1], row[2]
+
+
+def _root_volume(ctx: ApiContext, d: dict[str, Any]) -> None:
+    p = d["plan"]
+    vol_uuid = d["rootVolumeUuid"]
+    with ctx.db.ro() as s:
+        vol = s.get(Volume, vol_uuid)
+        vm = s.get(VmInstance, p["vm_uuid"])
+        url = ps_url(s, vol.primaryStorageUuid, vol.hostUuid)
+        if p["image"]["mediaType"] == "ISO":
+            cmd: Any = CreateEmptyVolumeCmd(psUuid=vol.primaryStorageUuid, volumeUuid=vol_uuid, size=vol.size,
+                                            hostUuid=vol.hostUuid)
+        else:
+            bs_uuid, path, bs_url = _image_source(s, p["image"]["uuid"], vm.zoneUuid)
+            cmd = CreateVolumeFromImageCmd(psUuid=vol.primaryStorageUuid, volumeUuid=vol_uuid,
+                                           imageUuid=p["image"]["uuid"], imageInstallPath=path,
+                                           backupStorageUuid=bs_uuid, backupStorageUrl=bs_url,
+                                           size=vol.size, hostUuid=vol.hostUuid)
+    rsp = ctx.agents.send(url, cmd, VolumeRsp)
+    d["installed"] = {**d.get("installed", {}), vol_uuid: {"url": url, "path": rsp.installPath,
+                                                            "ps": vol.primaryStorageUuid, "host": vol.hostUuid}}
+    with ctx.db.tx() as s:
+        s.execute(update(Volume).where(Volume.uuid == vol_uuid).values(
+            installPath=rsp.installPath, actualSize=rsp.actualSize, size=max(rsp.size, vol.size)))
+
+
+def _delete_installed(ctx: ApiContext, d: dict[str, Any], uuids: list[str]) -> None:
+    installed = d.get("installed", {})
+    for u in uuids:
+        info = installed.pop(u, None)
+        if info and info["path"]:
+            ctx.agents.send(info["url"], DeleteVolumeCmd(psUuid=info["ps"], installPath=info["path"],
+                                                         hostUuid=info["host"]))
+    d["installed"] = installed
+
+
+def _root_volume_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
+    _delete_installed(ctx, d, [d["rootVolumeUuid"]])
+
+
+def _data_volumes(ctx: ApiContext, d: dict[str, Any]) -> None:
+    for vol_uuid in d["dataVolumeUuids"]:
+        with ctx.db.ro() as s:
+            vol = s.get(Volume, vol_uuid)
+            url = ps_url(s, vol.primaryStorageUuid, vol.hostUuid)
+        rsp = ctx.agents.send(url, CreateEmptyVolumeCmd(psUuid=vol.primaryStorageUuid, volumeUuid=vol_uuid,
+                                                        size=vol.size, hostUuid=vol.hostUuid), VolumeRsp)
+        d["installed"] = {**d.get("installed", {}), vol_uuid: {
+            "url": url, "path": rsp.installPath, "ps": vol.primaryStorageUuid, "host": vol.hostUuid}}
+        with ctx.db.tx() as s:
+            s.execute(update(Volume).where(Volume.uuid == vol_uuid).values(
+                installPath=rsp.installPath, actualSize=rsp.actualSize))
+
+
+def _data_volumes_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
+    _delete_installed(ctx, d, list(d["dataVolumeUuids"]))
+
+
+def _prepare_net(ctx: ApiContext, d: dict[str, Any]) -> None:
+    extensions.call_all(extensions.VM_BEFORE_START, ctx, d["plan"]["vm_uuid"], d["reserved"]["host"])
+
+
+def start_command(s: Session, vm: VmInstance) -> StartVmCmd:
+    from mn.services.vm_common import vm_devices
+
+    dev = vm_devices(s, vm.uuid)
+    return StartVmCmd(vmInstanceUuid=vm.uuid, vmName=vm.name, cpuNum=vm.cpuNum, memory=vm.memorySize,
+                      cpuSpeed=vm.cpuSpeed, hostUuid=vm.hostUuid, rootVolume=volume_to(dev["root"]),
+                      dataVolumes=[volume_to(v) for v in dev["data"]], nics=nic_tos(s, dev["nics"]),
+                      bootDev="hd")
+
+
+def _start(ctx: ApiContext, d: dict[str, Any]) -> None:
+    with ctx.db.ro() as s:
+        vm = s.get(VmInstance, d["plan"]["vm_uuid"])
+        cmd = start_command(s, vm)
+        url = host_url(s, d["reserved"]["host"])
+    ctx.agents.send(url, cmd)
+
+
+def _start_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
+    with ctx.db.ro() as s:
+        url = host_url(s, d["reserved"]["host"])
+    ctx.agents.send(url, DestroyVmCmd(uuid=d["plan"]["vm_uuid"], hostUuid=d["reserved"]["host"]))
+
+
+def _finalize(ctx: ApiContext, d: dict[str, Any]) -> None:
+    p = d["plan"]
+    final = {"InstantStart": RUNNING, "CreateStopped": STOPPED, "JustCreate": CREATED}[p["strategy"]]
+    with ctx.db.tx() as s:
+        values: dict[str, Any] = {"state": final}
+        if final == STOPPED:
+            values["hostUuid"] = None
+        s.execute(update(VmInstance).where(VmInstance.uuid == p["vm_uuid"]).values(**values))
+        if final != CREATED:
+            s.execute(update(Volume).where(Volume.vmInstanceUuid == p["vm_uuid"]).values(status="Ready"))
+
+
+ALLOCATE = Step("allocate", _allocate, _allocate_rollback)
+ROOT_VOLUME = Step("root-volume", _root_volume, _root_volume_rollback)
+DATA_VOLUMES = Step("data-volumes", _data_volumes, _data_volumes_rollback)
+PREPARE_NET = Step("prepare-net", _prepare_net)
+START = Step("start", _start, _start_rollback)
+FINALIZE = Step("finalize", _finalize)
+
+
+@register_flow("create-vm")
+def create_flow() -> Flow:
+    return Flow("create-vm", [ALLOCATE, ROOT_VOLUME, DATA_VOLUMES, PREPARE_NET, START, FINALIZE])
+
+
+@register_flow("create-vm-stopped")
+def create_stopped_flow() -> Flow:
+    return Flow("create-vm-stopped", [ALLOCATE, ROOT_VOLUME, DATA_VOLUMES, FINALIZE])
+
+
+@register_flow("create-vm-record")
+def create_record_flow() -> Flow:
+    return Flow("create-vm-record", [ALLOCATE, FINALIZE])
+
+
+def create_vm(ctx: ApiContext, msg: dict[str, Any]) -> str:
+    """Run CreateVmInstance; returns the new VM's uuid."""
+    with ctx.db.ro() as s:
+        plan = resolve(ctx, msg, s)
+    data: dict[str, Any] = {
+        "plan": plan.__dict__,
+        "rootVolumeUuid": new_uuid(),
+        "dataVolumeUuids": [new_uuid() for _ in plan.data_disks],
+        "nicUuids": [new_uuid() for _ in plan.l3s],
+    }
+    flow = {"InstantStart": create_flow, "CreateStopped": create_stopped_flow,
+            "JustCreate": create_record_flow}[plan.strategy]()
+    ctx.run_flow(flow, data)
+    return plan.vm_uuid

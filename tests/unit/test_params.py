@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from mn.api.catalog import load_catalog
+from mn.api.params import validate
+from mn.errors import ApiError
+
+
+def spec(name):
+    return load_catalog().api(name)
+
+
+def test_required_and_defaults():
+    out = validate(spec("DeleteZone"), {"uuid": "a" * 32})
+    assert out["deleteMode"] == "Permissive"
+    with pytest.raises(ApiError, match="missing mandatory parameter 'uuid'"):
+        validate(spec("DeleteZone"), {})
+
+
+def test_types_are_checked_and_named():
+    with pytest.raises(ApiError, match="'cpuNum' of CreateInstanceOffering must be an integer"):
+        validate(spec("CreateInstanceOffering"), {"name": "o", "cpuNum": "two", "memorySize": 1})
+    with pytest.raises(ApiError, match="must be an integer, got a boolean"):
+        validate(spec("CreateInstanceOffering"), {"name": "o", "cpuNum": True, "memorySize": 1})
+
+
+def test_lenient_mode_accepts_strings_from_query_strings():
+    out = validate(spec("GetFreeIp"), {"limit": "5"}, lenient=True)
+    assert out["limit"] == 5
+
+
+def test_valid_values_and_unknown_parameters():
+    with pytest.raises(ApiError, match="must be one of"):
+        validate(spec("ChangeZoneState"), {"uuid": "a" * 32, "stateEvent": "explode"})
+    with pytest.raises(ApiError, match="unknown parameter 'colour'"):
+        validate(spec("CreateZone"), {"name": "z", "colour": "red"})
+
+
+def test_max_length_and_tags():
+    with pytest.raises(ApiError, match="longer than 255"):
+        validate(spec("CreateZone"), {"name": "x" * 256})
+    out = validate(spec("CreateZone"), {"name": "z", "systemTags": ["a::b"]})
+    assert out["systemTags"] == ["a::b"]
+    with pytest.raises(ApiError, match="list of strings"):
+        validate(spec("CreateZone"), {"name": "z", "systemTags": [1]})
+
+
+def test_list_params():
+    out = validate(spec("GetCpuMemoryCapacity"), {"zoneUuids": "a,b"}, lenient=True)
+    assert out["zoneUuids"] == ["a", "b"]
+    with pytest.raises(ApiError, match="must be a list"):
+        validate(spec("GetCpuMemoryCapacity"), {"zoneUuids": "a"})
