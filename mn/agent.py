@@ -29,6 +29,9 @@ class AgentClient:
         try:
             r = self._http.request("POST", url, body=body, headers={"Content-Type": "application/json"},
                                    timeout=urllib3.Timeout(connect=10, read=timeout or self.timeout))
+        except urllib3.exceptions.NewConnectionError as exc:  # refused: a subclass of the timeout error
+            raise ApiError(AGENT_UNREACHABLE, f"unable to reach the agent at {base_url} for {path}: {exc}",
+                           ) from None
         except urllib3.exceptions.TimeoutError as exc:
             raise ApiError(TIMEOUT, f"agent command {path} at {base_url} timed out: {exc}") from None
         except urllib3.exceptions.HTTPError as exc:

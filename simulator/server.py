@@ -1,0 +1,139 @@
+"""The simulator's HTTP server: a plain WSGI app on waitress.
+
+Agent protocol: POST /hosts/{uuid}<path>, /primary-storage/{uuid}<path>,
+/backup-storage/{uuid}<path> (see kvmagent/protocol.py and simulator.dispatch); admin API under
+/simulator/ (simulator.admin). start_in_thread() is for tests and the embedded MN; main() is the
+`zstack-simulator` console script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from waitress import wasyncore
+from waitress.server import create_server
+
+from simulator.admin import handle_admin
+from simulator.dispatch import BACKUP, HOSTS, JSON_TYPE, NOT_FOUND, PRIMARY, serve_command
+from simulator.state import SimState
+
+log = logging.getLogger(__name__)
+
+METHOD_NOT_ALLOWED = "405 Method Not Allowed"
+_NOT_FOUND_BODY = b'{"success": false, "error": "no such simulator route"}'
+_POST_ONLY_BODY = b'{"success": false, "error": "agent commands are POST only"}'
+_TARGET_KINDS = frozenset((HOSTS, PRIMARY, BACKUP))
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    return environ["wsgi.input"].read(length) if length > 0 else b""
+
+
+def make_app(state: SimState) -> WSGIApp:
+    """The simulator as a WSGI callable serving `state`."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO") or "/"
+        method: str = environ["REQUEST_METHOD"]
+        body = _read_body(environ)
+        kind, _, rest = path[1:].partition("/")
+        if kind in _TARGET_KINDS:
+            uuid, slash, cmd_path = rest.partition("/")
+            if not uuid or not slash:
+                status, payload, ctype = NOT_FOUND, _NOT_FOUND_BODY, JSON_TYPE
+            elif method != "POST":
+                status, payload, ctype = METHOD_NOT_ALLOWED, _POST_ONLY_BODY, JSON_TYPE
+            else:
+                status, payload, ctype = serve_command(state, kind, uuid, "/" + cmd_path, body)
+        elif kind == "simulator":
+            status, payload, ctype = handle_admin(state, method, path, body)
+        else:
+            status, payload, ctype = NOT_FOUND, _NOT_FOUND_BODY, JSON_TYPE
+        start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(payload)))])
+        return [payload]
+
+    return app
+
+
+def _create(state: SimState, host: str, port: int, threads: int) -> Any:
+    return create_server(make_app(state), host=host, port=port, threads=threads, asyncore_use_poll=True,
+                         connection_limit=2000, channel_timeout=300, ident="zstack-simulator")
+
+
+class SimulatorServer:
+    """A simulator serving in a daemon thread. `url` is its base URL; `state` its world."""
+
+    def __init__(self, server: Any, state: SimState, host: str) -> None:
+        self._server = server
+        self.state = state
+        self.url = f"http://{host}:{server.effective_port}"
+        self._thread = threading.Thread(target=server.run, name="simulator-http", daemon=True)
+        self._thread.start()
+
+    def host_url(self, uuid: str) -> str:
+        """The agent base URL of simulated host `uuid`."""
+        return f"{self.url}/hosts/{uuid}"
+
+    def primary_storage_url(self, uuid: str) -> str:
+        return f"{self.url}/primary-storage/{uuid}"
+
+    def backup_storage_url(self, uuid: str) -> str:
+        return f"{self.url}/backup-storage/{uuid}"
+
+    def stop(self) -> None:
+        """Stop serving: wake commands sleeping in a fault, stop the workers, close sockets."""
+        self.state.stopping.set()
+        self._server.close()
+        self._server.task_dispatcher.shutdown(timeout=5)
+        channels = getattr(self._server, "_map", None)
+        if channels is not None:
+            wasyncore.close_all(channels, ignore_all=True)
+        self._thread.join(timeout=5)
+        self.state.events.close()
+
+
+def start_in_thread(host: str = "127.0.0.1", port: int = 0, threads: int = 16) -> SimulatorServer:
+    """Start a simulator with an empty world on host:port (0 = any free port)."""
+    state = SimState()
+    return SimulatorServer(_create(state, host, port, threads), state, host)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`zstack-simulator`: serve in the foreground until SIGINT/SIGTERM, logging to stderr."""
+    parser = argparse.ArgumentParser(prog="zstack-simulator", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8090, help="port to listen on (default 8090)")
+    parser.add_argument("--threads", type=int, default=16, help="worker threads (default 16)")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state = SimState()
+    server = _create(state, args.host, args.port, args.threads)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    log.info("zstack-simulator listening on http://%s:%s with %d threads", args.host,
+             server.effective_port, args.threads)
+    try:
+        server.run()
+    finally:
+        state.stopping.set()
+        server.close()
+        server.task_dispatcher.shutdown(timeout=5)
+        state.events.close()
+        log.info("zstack-simulator stopped")
+
+
+if __name__ == "__main__":
+    main()
