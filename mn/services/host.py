@@ -1,0 +1,385 @@
+"""Hosts: AddSimulatorHost, UpdateHost, ChangeHostState, ReconnectHost, DeleteHost, GetHypervisorTypes.
+
+`status` is connectivity (Connecting -> Connected | Disconnected), `state` is the admin state
+(Enabled, Disabled, PreMaintenance -> Maintenance). Invariants:
+- Connecting a host is a flow of small steps with rollback (add: insert row, declare the
+  simulated host, connect, facts and capacity, HOST_CONNECTED hooks, Connected). A failed add
+  leaves no host row and no simulated host; a failed reconnect leaves the host Disconnected.
+- Only one connect flow runs per host: a reconnect first claims the host with a compare-and-swap
+  of its status to Connecting (the tracker claims in bulk before it reconnects).
+- managementIp is unique among hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import urllib3
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from kvmagent.protocol import DEFAULT_PORT, ConnectCmd, ConnectRsp, HostFactCmd, HostFactRsp
+from mn import extensions
+from mn.api.registry import Msg, apis, key_of
+from mn.cascade import cascade, dependent
+from mn.context import ApiContext
+from mn.errors import (
+    AGENT_ERROR,
+    AGENT_UNREACHABLE,
+    CHANGE_RESOURCE_STATE_ERROR,
+    OPERATION_ERROR,
+    ApiError,
+    invalid,
+    operr,
+    wrap,
+)
+from mn.flow import Flow, Step, register_flow
+from mn.globalconfig import CPU_OVER_PROVISIONING, MEMORY_OVER_PROVISIONING
+from mn.inventory import to_inventory
+from mn.models import ApiJob, Cluster, Host
+from mn.recovery import reconciler
+from mn.services.common import (
+    add_tags,
+    cas,
+    check_exists,
+    delete_tags,
+    get_or_404,
+    inventory,
+    new_resource_uuid,
+    transition,
+)
+from mn.services.host_capacity import host_totals, recompute_host_capacity
+
+log = logging.getLogger(__name__)
+
+CONNECTING, CONNECTED, DISCONNECTED = "Connecting", "Connected", "Disconnected"
+SIMULATOR = "Simulator"
+HYPERVISOR_TYPES = ["KVM", SIMULATOR]
+
+
+def agent_url(host: Any) -> str:
+    """Where a host's agent listens: the stored agentUrl, else the KVM agent on its managementIp."""
+    return host.agentUrl or f"http://{host.managementIp}:{DEFAULT_PORT}"
+
+
+# ---- the simulator's admin API ------------------------------------------------------------------
+
+def _simulator(ctx: ApiContext, method: str, path: str, body: dict | None = None,
+               missing_ok: bool = False) -> None:
+    url = ctx.config.simulator_url.rstrip("/") + path
+    try:
+        r = ctx.agents._http.request(
+            method, url, body=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+            timeout=urllib3.Timeout(connect=10, read=ctx.agents.timeout))
+    except urllib3.exceptions.HTTPError as exc:
+        raise ApiError(AGENT_UNREACHABLE, f"unable to reach the simulator for {method} {url}: {exc}") from None
+    if r.status == 404 and missing_ok:
+        return
+    if r.status >= 400:
+        raise ApiError(AGENT_ERROR, f"the simulator failed {method} {url}: HTTP {r.status} {r.data[:300]!r}")
+
+
+def _require_simulator_url(ctx: ApiContext) -> str:
+    if not ctx.config.simulator_url:
+        raise operr("this management node has no simulator configured (simulator_url is empty), "
+                    "so it cannot add simulator hosts")
+    return ctx.config.simulator_url.rstrip("/")
+
+
+# ---- checks -------------------------------------------------------------------------------------
+
+def _ip_in_use(s: Session, ip: str, except_uuid: str | None = None) -> str | None:
+    q = select(Host.uuid).where(Host.managementIp == ip)
+    if except_uuid is not None:
+        q = q.where(Host.uuid != except_uuid)
+    return s.scalars(q.limit(1)).first()
+
+
+def _check_new_host(s: Session, msg: Msg, uuid: str | None, hypervisor: str) -> Cluster:
+    cluster = get_or_404(s, Cluster, msg.clusterUuid)
+    if cluster.hypervisorType != hypervisor:
+        raise invalid(f"cluster[uuid:{cluster.uuid}] has hypervisorType {cluster.hypervisorType}; "
+                      f"a {hypervisor} host can only be added to a cluster of hypervisorType {hypervisor}")
+    other = _ip_in_use(s, msg.managementIp)
+    if other is not None:
+        raise invalid(f"managementIp {msg.managementIp} is already used by host[uuid:{other}]")
+    if uuid is not None and s.get(Host, uuid) is not None:
+        raise invalid(f"resourceUuid {uuid} is already used by another host")
+    return cluster
+
+
+def _check_add_simulator(ctx: ApiContext, msg: Msg) -> None:
+    uuid = new_resource_uuid(msg) if msg.get("resourceUuid") else None
+    for p in ("cpuCapacity", "memoryCapacity"):
+        if msg[p] <= 0:
+            raise invalid(f"parameter '{p}' of AddSimulatorHost must be positive, got {msg[p]}")
+    _require_simulator_url(ctx)
+    with ctx.db.ro() as s:
+        _check_new_host(s, msg, uuid, SIMULATOR)
+
+
+def _check(ctx: ApiContext, msg: Msg) -> None:
+    check_exists(ctx, Host, msg.uuid)
+
+
+# ---- connect flow steps -------------------------------------------------------------------------
+
+def _insert_host(ctx: ApiContext, d: dict) -> None:
+    msg = Msg(d["msg"])
+    with ctx.db.tx() as s:
+        cluster = _check_new_host(s, msg, d["hostUuid"], SIMULATOR)
+        s.add(Host(uuid=d["hostUuid"], name=msg.name, description=msg.get("description"),
+                   zoneUuid=cluster.zoneUuid, clusterUuid=cluster.uuid, managementIp=msg.managementIp,
+                   hypervisorType=cluster.hypervisorType, state="Enabled", status=CONNECTING,
+                   agentUrl=d["agentUrl"]))
+        add_tags(s, d["hostUuid"], "HostVO", msg)
+
+
+def _delete_host_row(ctx: ApiContext, d: dict) -> None:
+    with ctx.db.tx() as s:
+        h = s.get(Host, d["hostUuid"])
+        if h is not None:
+            delete_tags(s, h.uuid)
+            s.delete(h)
+
+
+def _declare_simulated_host(ctx: ApiContext, d: dict) -> None:
+    _simulator(ctx, "PUT", f"/simulator/hosts/{d['hostUuid']}",
+               {"cpuNum": d["msg"]["cpuCapacity"], "memory": d["msg"]["memoryCapacity"],
+                "managementIp": d["msg"]["managementIp"]})
+
+
+def _undeclare_simulated_host(ctx: ApiContext, d: dict) -> None:
+    _simulator(ctx, "DELETE", f"/simulator/hosts/{d['hostUuid']}", missing_ok=True)
+
+
+def _claim(ctx: ApiContext, d: dict) -> None:
+    """Reconnect: take the host by a CAS of its status to Connecting (unless already claimed)."""
+    if d.get("claimed"):
+        return
+    with ctx.db.tx() as s:
+        h = get_or_404(s, Host, d["hostUuid"])
+        if not cas(s, Host, h.uuid, [CONNECTED, DISCONNECTED], CONNECTING, field="status"):
+            raise ApiError(CHANGE_RESOURCE_STATE_ERROR,
+                           f"host[uuid:{h.uuid}] is being connected now (status {h.status}); "
+                           "retry when that ends")
+
+
+def _mark_disconnected(ctx: ApiContext, d: dict) -> None:
+    with ctx.db.tx() as s:
+        s.execute(update(Host).where(Host.uuid == d["hostUuid"]).values(status=DISCONNECTED))
+
+
+def _connect(ctx: ApiContext, d: dict) -> None:
+    url = f"http://{ctx.config.host}:{ctx.config.port}/agent/events"
+    ctx.agents.send(d["agentUrl"], ConnectCmd(hostUuid=d["hostUuid"], sendCommandUrl=url), ConnectRsp)
+
+
+def _facts(ctx: ApiContext, d: dict) -> None:
+    """Record the host's facts and capacity; available capacity keeps what its VMs hold."""
+    uuid = d["hostUuid"]
+    f: HostFactRsp = ctx.agents.send(d["agentUrl"], HostFactCmd(hostUuid=uuid), HostFactRsp)
+    if not f.cpuNum or f.cpuNum <= 0 or not f.totalMemory or f.totalMemory <= 0:
+        raise ApiError(AGENT_ERROR, f"the agent of host[uuid:{uuid}] reported cpuNum={f.cpuNum} and "
+                                    f"totalMemory={f.totalMemory}; both must be positive")
+    total_cpu, total_mem = host_totals(f.cpuNum, f.totalMemory, ctx.gconf.get(CPU_OVER_PROVISIONING))
+    with ctx.db.tx() as s:
+        res = s.execute(update(Host).where(Host.uuid == uuid).values(
+            cpuNum=f.cpuNum, cpuSockets=f.cpuSockets or 1, architecture=f.architecture,
+            totalPhysicalMemory=f.totalMemory, totalCpuCapacity=total_cpu, totalMemoryCapacity=total_mem))
+        if res.rowcount != 1:
+            raise operr(f"host[uuid:{uuid}] was deleted while it was connecting")
+        recompute_host_capacity(s, uuid, ctx.gconf.get(MEMORY_OVER_PROVISIONING))
+
+
+def _connected_hooks(ctx: ApiContext, d: dict) -> None:
+    extensions.call_all(extensions.HOST_CONNECTED, ctx, d["hostUuid"])
+
+
+def _mark_connected(ctx: ApiContext, d: dict) -> None:
+    with ctx.db.tx() as s:
+        if not cas(s, Host, d["hostUuid"], [CONNECTING], CONNECTED, field="status"):
+            raise operr(f"host[uuid:{d['hostUuid']}] left status Connecting while it was connecting "
+                        "(deleted, or marked Disconnected by another management node)")
+
+
+_CONNECT_STEPS = [
+    Step("connect", _connect),
+    Step("facts", _facts),
+    Step("host-connected-hooks", _connected_hooks),
+    Step("mark-connected", _mark_connected),
+]
+
+
+@register_flow("add-simulator-host")
+def add_simulator_host_flow() -> Flow:
+    return Flow("add-simulator-host", [
+        Step("insert-host", _insert_host, _delete_host_row),
+        Step("declare-simulated-host", _declare_simulated_host, _undeclare_simulated_host),
+        *_CONNECT_STEPS,
+    ])
+
+
+@register_flow("reconnect-host")
+def reconnect_host_flow() -> Flow:
+    return Flow("reconnect-host", [Step("claim", _claim, _mark_disconnected), *_CONNECT_STEPS])
+
+
+def reconnect_host(ctx: ApiContext, uuid: str, claimed: bool = False) -> None:
+    """Run the connect flow on an existing host; on failure it is Disconnected and the error raised.
+
+    `claimed` means the caller already moved the host's status to Connecting (the tracker).
+    """
+    with ctx.db.ro() as s:
+        h = get_or_404(s, Host, uuid)
+        url = agent_url(h)
+    try:
+        ctx.run_flow(reconnect_host_flow(), {"hostUuid": uuid, "agentUrl": url, "claimed": claimed})
+    except Exception as exc:  # noqa: BLE001
+        err = wrap(exc)
+        if err.code == CHANGE_RESOURCE_STATE_ERROR:
+            raise err from None
+        raise ApiError(err.code, f"unable to reconnect host[uuid:{uuid}], it is now Disconnected: "
+                                 f"{err.details}", cause=err.cause) from None
+
+
+# ---- APIs ---------------------------------------------------------------------------------------
+
+@apis.handler("AddSimulatorHost", check=_check_add_simulator,
+              sync_key=lambda msg: f"host-ip-{msg.managementIp}")
+def add_simulator_host(ctx: ApiContext, msg: Msg) -> dict:
+    uuid = new_resource_uuid(msg)
+    sim = _require_simulator_url(ctx)
+    data = {"hostUuid": uuid, "agentUrl": f"{sim}/hosts/{uuid}", "msg": dict(msg)}
+    try:
+        ctx.run_flow(add_simulator_host_flow(), data)
+    except Exception as exc:  # noqa: BLE001
+        err = wrap(exc)
+        raise ApiError(err.code, f"unable to add simulator host {msg.name} (managementIp "
+                                 f"{msg.managementIp}): {err.details}", cause=err.cause,
+                       http_status=err.http_status) from None
+    return {"inventory": inventory(ctx, Host, uuid)}
+
+
+@apis.handler("UpdateHost", check=_check, sync_key=key_of("uuid", "host"))
+def update_host(ctx: ApiContext, msg: Msg) -> dict:
+    """Name, description and managementIp (unique); a KVM agent URL follows its managementIp."""
+    with ctx.db.tx() as s:
+        h = get_or_404(s, Host, msg.uuid)
+        ip = msg.get("managementIp")
+        if ip is not None and ip != h.managementIp:
+            other = _ip_in_use(s, ip, except_uuid=h.uuid)
+            if other is not None:
+                raise invalid(f"managementIp {ip} is already used by host[uuid:{other}]")
+            if h.agentUrl == f"http://{h.managementIp}:{DEFAULT_PORT}":
+                h.agentUrl = f"http://{ip}:{DEFAULT_PORT}"
+            h.managementIp = ip
+        for f in ("name", "description"):
+            if msg.get(f) is not None:
+                setattr(h, f, msg[f])
+        s.flush()
+        return {"inventory": to_inventory(s, h)}
+
+
+def _enter_maintenance(ctx: ApiContext, uuid: str) -> None:
+    """Enabled/Disabled -> PreMaintenance -> HOST_MAINTENANCE hooks -> Maintenance; back on failure."""
+    with ctx.db.ro() as s:
+        previous = get_or_404(s, Host, uuid).state
+    if previous == "Maintenance":
+        return
+    if previous not in ("Enabled", "Disabled"):
+        raise ApiError(CHANGE_RESOURCE_STATE_ERROR,
+                       f"host[uuid:{uuid}] is {previous}; only an Enabled or Disabled host can enter maintenance")
+    transition(ctx, Host, uuid, [previous], "PreMaintenance")
+    try:
+        extensions.call_all(extensions.HOST_MAINTENANCE, ctx, uuid)
+    except Exception as exc:  # noqa: BLE001
+        transition(ctx, Host, uuid, ["PreMaintenance"], previous)
+        err = wrap(exc)
+        raise ApiError(OPERATION_ERROR, f"host[uuid:{uuid}] cannot enter maintenance and is back in "
+                                        f"state {previous}: {err.details}", cause=err) from None
+    transition(ctx, Host, uuid, ["PreMaintenance"], "Maintenance")
+
+
+@apis.handler("ChangeHostState", check=_check, sync_key=key_of("uuid", "host"))
+def change_host_state(ctx: ApiContext, msg: Msg) -> dict:
+    event = msg.stateEvent
+    if event == "maintain":
+        _enter_maintenance(ctx, msg.uuid)
+    else:
+        new = {"enable": "Enabled", "disable": "Disabled"}.get(event)
+        if new is None:
+            raise invalid(f"unknown stateEvent {event!r} for a host; valid: enable, disable, maintain")
+        transition(ctx, Host, msg.uuid, ["Enabled", "Disabled", "Maintenance"], new)
+    return {"inventory": inventory(ctx, Host, msg.uuid)}
+
+
+@apis.handler("ReconnectHost", check=_check, sync_key=key_of("uuid", "host"))
+def api_reconnect_host(ctx: ApiContext, msg: Msg) -> dict:
+    reconnect_host(ctx, msg.uuid)
+    return {"inventory": inventory(ctx, Host, msg.uuid)}
+
+
+def delete_host(ctx: ApiContext, uuid: str, mode: str) -> None:
+    """Cascade to the host's dependents (VMs), delete the row, then forget the simulated host."""
+    cascade(ctx, Host, uuid, mode)
+    with ctx.db.tx() as s:
+        h = s.get(Host, uuid)
+        if h is None:
+            return
+        simulated = (h.hypervisorType == SIMULATOR and bool(ctx.config.simulator_url)
+                     and (h.agentUrl or "").startswith(ctx.config.simulator_url.rstrip("/") + "/hosts/"))
+        delete_tags(s, uuid)
+        s.delete(h)
+    if simulated:
+        try:
+            _undeclare_simulated_host(ctx, {"hostUuid": uuid})
+        except ApiError as err:
+            log.warning("host %s deleted, but the simulator kept it: %s", uuid, err.details)
+
+
+@apis.handler("DeleteHost", check=_check, sync_key=key_of("uuid", "host"))
+def api_delete_host(ctx: ApiContext, msg: Msg) -> dict:
+    with ctx.db.ro() as s:
+        get_or_404(s, Host, msg.uuid)
+    delete_host(ctx, msg.uuid, msg.deleteMode)
+    return {}
+
+
+@apis.handler("GetHypervisorTypes")
+def get_hypervisor_types(ctx: ApiContext, msg: Msg) -> dict:
+    return {"hypervisorTypes": list(HYPERVISOR_TYPES)}
+
+
+def _hosts_of_cluster(s: Session, cluster_uuid: str) -> list[str]:
+    return list(s.scalars(select(Host.uuid).where(Host.clusterUuid == cluster_uuid).order_by(Host.uuid)))
+
+
+dependent(Cluster, "HostVO", _hosts_of_cluster, delete_host)
+
+
+@reconciler("host")
+def reconcile_hosts(svc: Any) -> None:
+    """At MN start: hosts left Connecting become Disconnected (the tracker reconnects them) and
+    hosts left PreMaintenance become Disabled, unless a running job of a live MN owns them."""
+    with svc.db.tx() as s:
+        busy = set(s.scalars(select(ApiJob.syncKey).where(ApiJob.state == "Processing",
+                                                          ApiJob.syncKey.is_not(None))))
+        rows = s.execute(select(Host.uuid, Host.managementIp, Host.status, Host.state)
+                         .where((Host.status == CONNECTING) | (Host.state == "PreMaintenance"))).all()
+        for uuid, ip, status, state in rows:
+            if f"host-{uuid}" in busy or f"host-ip-{ip}" in busy:
+                continue
+            if status == CONNECTING:
+                cas(s, Host, uuid, [CONNECTING], DISCONNECTED, field="status")
+            if state == "PreMaintenance":
+                cas(s, Host, uuid, ["PreMaintenance"], "Disabled")
+            log.warning("host %s was left %s/%s by a stopped management node; repaired", uuid, status, state)
+
+
+
+# The tracker pings the hosts this module connects; importing it registers its background task.
+from mn.services import host_tracker  # noqa: E402, F401
