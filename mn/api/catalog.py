@@ -111,8 +111,11 @@ class Catalog:
         self.responses: dict[str, ResponseSpec] = {}
         for n, r in data["responses"].items():
             rr = r.get("restResponse") or {}
+            fields_to = rr.get("fieldsTo") or ()
+            if isinstance(fields_to, str):  # a few replies declare fieldsTo = "all", not ["all"]
+                fields_to = (fields_to,)
             self.responses[n] = ResponseSpec(n, r["class"], tuple(r["fields"]), rr.get("allTo"),
-                                             tuple(rr.get("fieldsTo") or ()))
+                                             tuple(fields_to))
         self.inventories: dict[str, InventorySpec] = {
             n: InventorySpec(n, i["class"], tuple((f["name"], f["type"]) for f in i["fields"]),
                              tuple(i.get("expanded", ())))

@@ -1,0 +1,124 @@
+"""The primary storage allocator and its capacity reservation.
+
+Invariants:
+- A primary storage's `availableCapacity` is its logical free space: physical space scaled by the
+  over-provisioning ratio (global config mevoco/overProvisioning.primaryStorage). A volume of
+  `size` bytes consumes needed(size, ratio) = ceil(size / ratio) of it.
+- reserve() is one compare-and-swap UPDATE (`available -= needed WHERE available >= needed`), so
+  concurrent reservations, from threads or from several MNs, never drive it below zero.
+- release() gives back exactly what reserve() took for the same size and ratio, never raising
+  `availableCapacity` above `totalCapacity`.
+- Every function works inside the caller's session (its transaction) and reads no globals: the
+  caller passes the ratio.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from fractions import Fraction
+
+from sqlalchemy import case, select, update
+from sqlalchemy.orm import Session
+
+from mn.errors import NO_AVAILABLE_PRIMARY_STORAGE, ApiError, invalid
+from mn.models import PrimaryStorage, PrimaryStorageClusterRef
+
+USABLE_STATE = "Enabled"
+USABLE_STATUS = "Connected"
+
+
+def needed(size: int, ratio: float = 1.0) -> int:
+    """Logical capacity a volume of `size` bytes consumes under over-provisioning `ratio`."""
+    if size < 0:
+        raise invalid(f"a volume size cannot be negative: {size}")
+    if ratio <= 0:
+        raise invalid(f"the primary storage over-provisioning ratio must be positive, got {ratio}")
+    return math.ceil(Fraction(size) / Fraction(ratio))
+
+
+def _cas(s: Session, ps_uuid: str, amount: int, usable_only: bool) -> bool:
+    conds = [PrimaryStorage.uuid == ps_uuid, PrimaryStorage.availableCapacity >= amount]
+    if usable_only:
+        conds += [PrimaryStorage.state == USABLE_STATE, PrimaryStorage.status == USABLE_STATUS]
+    res = s.execute(update(PrimaryStorage).where(*conds)
+                    .values(availableCapacity=PrimaryStorage.availableCapacity - amount)
+                    .execution_options(synchronize_session=False))
+    return res.rowcount == 1
+
+
+def reserve(s: Session, ps_uuid: str, size: int, ratio: float = 1.0) -> bool:
+    """Take needed(size, ratio) from the storage's available capacity; False if it has not enough."""
+    return _cas(s, ps_uuid, needed(size, ratio), usable_only=False)
+
+
+def release(s: Session, ps_uuid: str, size: int, ratio: float = 1.0) -> None:
+    """Give back what reserve(size, ratio) took, capped at the total capacity."""
+    amount = needed(size, ratio)
+    col = PrimaryStorage.availableCapacity
+    s.execute(update(PrimaryStorage).where(PrimaryStorage.uuid == ps_uuid)
+              .values(availableCapacity=case((col + amount > PrimaryStorage.totalCapacity,
+                                              PrimaryStorage.totalCapacity), else_=col + amount))
+              .execution_options(synchronize_session=False))
+
+
+def _label(ps: PrimaryStorage) -> str:
+    return f"PrimaryStorageVO[uuid:{ps.uuid}, name:{ps.name}]"
+
+
+def _scope(cluster_uuid: str | None, zone_uuid: str | None, ps_uuid: str | None) -> str:
+    parts = []
+    if ps_uuid:
+        parts.append(f"primary storage {ps_uuid}")
+    if cluster_uuid:
+        parts.append(f"cluster {cluster_uuid}")
+    if zone_uuid:
+        parts.append(f"zone {zone_uuid}")
+    return " in ".join(parts) if parts else "the whole cloud"
+
+
+def allocate(s: Session, *, size: int, ratio: float = 1.0, cluster_uuid: str | None = None,
+             zone_uuid: str | None = None, ps_uuid: str | None = None, exclude: Iterable[str] = (),
+             ) -> str:
+    """Choose an Enabled, Connected primary storage with room for `size` and reserve it.
+
+    Candidates are the storages attached to `cluster_uuid`, in `zone_uuid` and/or equal to
+    `ps_uuid` (each given filter applies), minus `exclude`; the one with the most available
+    capacity is tried first, and a candidate whose compare-and-swap loses a race is skipped for
+    the next. Returns the chosen uuid; raises NO_AVAILABLE_PRIMARY_STORAGE saying why each
+    candidate was rejected.
+    """
+    amount = needed(size, ratio)
+    q = select(PrimaryStorage)
+    if cluster_uuid is not None:
+        q = q.where(PrimaryStorage.uuid.in_(select(PrimaryStorageClusterRef.primaryStorageUuid)
+                                            .where(PrimaryStorageClusterRef.clusterUuid == cluster_uuid)))
+    if zone_uuid is not None:
+        q = q.where(PrimaryStorage.zoneUuid == zone_uuid)
+    if ps_uuid is not None:
+        q = q.where(PrimaryStorage.uuid == ps_uuid)
+    rows = s.scalars(q.order_by(PrimaryStorage.availableCapacity.desc(), PrimaryStorage.uuid)).all()
+    skip = set(exclude)
+    want = f"{size} bytes" + (f" ({amount} after over-provisioning ratio {ratio})" if amount != size else "")
+    if not rows:
+        where = _scope(cluster_uuid, zone_uuid, ps_uuid)
+        reason = ("it does not exist or is not attached there" if ps_uuid
+                  else "no primary storage is attached" if cluster_uuid else "there is no primary storage")
+        raise ApiError(NO_AVAILABLE_PRIMARY_STORAGE, f"no primary storage can provide {want} in {where}: {reason}")
+    rejected: list[str] = []
+    for ps in rows:
+        if ps.uuid in skip:
+            rejected.append(f"{_label(ps)} is excluded")
+        elif ps.state != USABLE_STATE:
+            rejected.append(f"{_label(ps)} is {ps.state}, not {USABLE_STATE}")
+        elif ps.status != USABLE_STATUS:
+            rejected.append(f"{_label(ps)} is {ps.status}, not {USABLE_STATUS}")
+        elif ps.availableCapacity < amount:
+            rejected.append(f"{_label(ps)} has {ps.availableCapacity} bytes available, needs {amount}")
+        elif _cas(s, ps.uuid, amount, usable_only=True):
+            return ps.uuid
+        else:
+            rejected.append(f"{_label(ps)} lost its capacity or availability to a concurrent operation")
+    raise ApiError(NO_AVAILABLE_PRIMARY_STORAGE,
+                   f"no primary storage can provide {want} in {_scope(cluster_uuid, zone_uuid, ps_uuid)}: "
+                   + "; ".join(rejected))
