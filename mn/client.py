@@ -14,6 +14,7 @@ from typing import Any
 import urllib3
 
 from mn.api.catalog import load_catalog
+from mn.api.conditions import parse_condition
 
 
 class ClientError(Exception):
@@ -79,9 +80,7 @@ class ZStackClient:
 
     def query(self, api: str, *conditions: str | dict, **params: Any) -> list[dict[str, Any]]:
         """Query with conditions as dicts or CLI-style strings ("name=x", "cpuNum>2")."""
-        from mn.api.rest import _parse_condition
-
-        conds = [c if isinstance(c, dict) else _parse_condition(c) for c in conditions]
+        conds = [c if isinstance(c, dict) else parse_condition(c) for c in conditions]
         return self.call(api, conditions=conds, **params)["inventories"]
 
     # ---- REST: /zstack/v1 ----------------------------------------------------------------------

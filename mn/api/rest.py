@@ -18,13 +18,13 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from mn.api.catalog import ApiSpec
+from mn.api.conditions import parse_condition
 from mn.api.dispatch import CallResult, Dispatcher
 from mn.errors import INVALID_ARGUMENT, RESOURCE_NOT_FOUND, UNKNOWN_MESSAGE, ApiError
 
 bp = Blueprint("rest", __name__)
 PREFIX = "/zstack/v1"
-# Longest operators first, so "!=" is not read as "=".
-QUERY_OPS = ["!?=", "?=", "!~=", "~=", ">=", "<=", "!=", "=", ">", "<"]
+_parse_condition = parse_condition  # the former home of the parser; kept for existing imports
 
 
 @dataclass(frozen=True)
@@ -67,26 +67,9 @@ def _error(err: ApiError, status: int):
     return jsonify({"success": False, "error": err.to_dict()}), status
 
 
-def _parse_condition(q: str) -> dict[str, Any]:
-    for word in (" is null", " is not null"):
-        if q.endswith(word):
-            return {"name": q[: -len(word)].strip(), "op": word.strip(), "value": None}
-    # The earliest operator wins; at one position the longest ("!=" before "=").
-    hits = [(q.find(o), -len(o), o) for o in QUERY_OPS if q.find(o) > 0]
-    if not hits:
-        raise ApiError(INVALID_ARGUMENT, f"cannot parse the query condition {q!r}: expected "
-                                         f"<field><op><value>", http_status=400)
-    pos, _, opw = min(hits)
-    name, value = q[:pos], q[pos + len(opw):]
-    word = {"?=": "in", "!?=": "not in", "~=": "like", "!~=": "not like"}.get(opw, opw)
-    if value == "null" and word in ("=", "!="):
-        return {"name": name, "op": "is null" if word == "=" else "is not null", "value": None}
-    return {"name": name, "op": word, "value": value}
-
-
 def _query_params() -> dict[str, Any]:
     args = request.args
-    out: dict[str, Any] = {"conditions": [_parse_condition(q) for q in args.getlist("q")]}
+    out: dict[str, Any] = {"conditions": [parse_condition(q) for q in args.getlist("q")]}
     for k in ("limit", "start", "count", "replyWithCount", "groupBy", "filterName"):
         if k in args:
             out[k] = args[k]

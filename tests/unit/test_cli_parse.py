@@ -1,0 +1,157 @@
+"""zstack-cli's pure parts: typing arguments by the catalogue, query conditions, completion."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from mn.api.catalog import ParamSpec, load_catalog
+from mn.api.conditions import parse_condition
+from mn.cli import SessionStore, UsageError, complete, describe, parse_command, parse_value
+from mn.errors import ApiError
+
+CAT = load_catalog()
+
+
+def test_scalars_are_typed_by_the_parameter_type():
+    assert parse_value(ParamSpec("cpuNum", "int"), "cpuNum", "4") == 4
+    assert parse_value(ParamSpec("memorySize", "long"), "memorySize", "-2147483649") == -2147483649
+    assert parse_value(ParamSpec("ratio", "double"), "ratio", "1.5") == 1.5
+    assert parse_value(ParamSpec("isDefault", "boolean"), "isDefault", "TRUE") is True
+    assert parse_value(ParamSpec("isDefault", "boolean"), "isDefault", "false") is False
+    assert parse_value(ParamSpec("name", "string"), "name", "042") == "042"
+
+
+def test_values_that_do_not_fit_stay_strings_for_the_mn_to_reject():
+    assert parse_value(ParamSpec("cpuNum", "int"), "cpuNum", "four") == "four"
+    assert parse_value(ParamSpec("isDefault", "boolean"), "isDefault", "maybe") == "maybe"
+
+
+def test_lists_split_on_commas_and_type_their_elements():
+    p = ParamSpec("dataDiskSizes", "list", elementType="long")
+    assert parse_value(p, p.name, "1024,2048") == [1024, 2048]
+    assert parse_value(ParamSpec("l3NetworkUuids", "list"), "l3NetworkUuids", "a,b,,c") == ["a", "b", "c"]
+    assert parse_value(ParamSpec("l3NetworkUuids", "list"), "l3NetworkUuids", "") == []
+    assert parse_value(ParamSpec("l3NetworkUuids", "list"), "l3NetworkUuids", '["a,1", "b"]') == ["a,1", "b"]
+
+
+def test_maps_and_objects_take_json():
+    assert parse_value(ParamSpec("clientInfo", "map"), "clientInfo", '{"a": 1}') == {"a": 1}
+    with pytest.raises(UsageError, match="clientInfo"):
+        parse_value(ParamSpec("clientInfo", "map"), "clientInfo", "a:1")
+    with pytest.raises(UsageError, match="not valid JSON"):
+        parse_value(ParamSpec("clientInfo", "map"), "clientInfo", "{a")
+    assert parse_value(ParamSpec("o", "object"), "o", '[{"x": 1}]') == [{"x": 1}]
+    assert parse_value(ParamSpec("o", "object"), "o", "plain") == "plain"
+
+
+def test_system_tags_are_comma_separated():
+    assert parse_value(None, "systemTags", "a::b,c::d") == ["a::b", "c::d"]
+    assert parse_value(None, "userTags", "web") == ["web"]
+
+
+def test_a_create_command_gets_typed_parameters():
+    cmd = parse_command(CAT, ["CreateZone", "name=z 1", "isDefault=true", "tagUuids=t1,t2",
+                              "systemTags=k::v", "description="])
+    assert cmd.spec.name == "CreateZone"
+    assert cmd.params == {"name": "z 1", "isDefault": True, "tagUuids": ["t1", "t2"],
+                          "systemTags": ["k::v"], "description": ""}
+
+
+def test_the_message_class_name_is_accepted_too():
+    assert parse_command(CAT, ["org.zstack.header.zone.APICreateZoneMsg", "name=z"]).spec.name == "CreateZone"
+
+
+def test_login_password_is_sent_as_sha512_hex():
+    cmd = parse_command(CAT, ["LogInByAccount", "accountName=admin", "password=password"])
+    assert cmd.params["password"] == hashlib.sha512(b"password").hexdigest()
+    assert cmd.params["accountName"] == "admin"
+
+
+def test_query_arguments_split_into_conditions_and_query_parameters():
+    cmd = parse_command(CAT, ["QueryZone", "name=z1", "state!=Disabled", "uuid?=a,b", "name~=z%",
+                              "description is null", "count=true", "limit=10", "start=5", "sortBy=name",
+                              "sortDirection=desc", "fields=uuid,name", "replyWithCount=true"])
+    assert cmd.params["conditions"] == [
+        {"name": "name", "op": "=", "value": "z1"},
+        {"name": "state", "op": "!=", "value": "Disabled"},
+        {"name": "uuid", "op": "in", "value": "a,b"},
+        {"name": "name", "op": "like", "value": "z%"},
+        {"name": "description", "op": "is null", "value": None},
+    ]
+    assert {k: v for k, v in cmd.params.items() if k != "conditions"} == {
+        "count": True, "limit": 10, "start": 5, "sortBy": "name", "sortDirection": "desc",
+        "fields": ["uuid", "name"], "replyWithCount": True}
+
+
+def test_a_query_without_arguments_has_no_conditions():
+    assert parse_command(CAT, ["QueryZone"]).params == {"conditions": []}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("cpuNum>=2", {"name": "cpuNum", "op": ">=", "value": "2"}),
+    ("cpuNum<2", {"name": "cpuNum", "op": "<", "value": "2"}),
+    ("uuid!?=a,b", {"name": "uuid", "op": "not in", "value": "a,b"}),
+    ("name!~=z%", {"name": "name", "op": "not like", "value": "z%"}),
+    ("name=a=b", {"name": "name", "op": "=", "value": "a=b"}),
+    ("name=null", {"name": "name", "op": "is null", "value": None}),
+    ("name!=null", {"name": "name", "op": "is not null", "value": None}),
+    ("vmNics.l3Network.name=l3", {"name": "vmNics.l3Network.name", "op": "=", "value": "l3"}),
+    ("description is not null", {"name": "description", "op": "is not null", "value": None}),
+])
+def test_condition_operators(text, expected):
+    assert parse_condition(text) == expected
+
+
+def test_a_condition_without_operator_is_an_invalid_argument():
+    with pytest.raises(ApiError) as exc:
+        parse_condition("justaname")
+    assert exc.value.code == "SYS.1007"
+
+
+@pytest.mark.parametrize(("tokens", "message"), [
+    ([], "no API name"),
+    (["CreateZon", "name=x"], "did you mean CreateZone"),
+    (["CreateZone", "name"], "expected key=value"),
+    (["CreateZone", "=x"], "expected key=value"),
+    (["QueryZone", "oops"], "cannot parse the query condition"),
+])
+def test_usage_errors(tokens, message):
+    with pytest.raises(UsageError, match=message):
+        parse_command(CAT, tokens)
+
+
+def test_completion_of_api_names_and_parameters():
+    assert "CreateZone" in complete(CAT, [], "CreateZ")
+    assert all(n.startswith("Query") for n in complete(CAT, [], "Query"))
+    assert complete(CAT, [], "ex") == ["exit"]
+    assert complete(CAT, ["CreateZone"], "na") == ["name="]
+    assert "systemTags=" in complete(CAT, ["CreateZone"], "")
+    assert "name=" not in complete(CAT, ["CreateZone", "name=z"], "")
+    assert complete(CAT, ["CreateZone"], "name=") == []
+    assert complete(CAT, ["NoSuchApi"], "") == []
+
+
+def test_completion_of_query_fields_parameters_and_expansions():
+    options = complete(CAT, ["QueryZone"], "")
+    assert {"name=", "uuid=", "limit=", "count=", "fields=", "cluster."} <= set(options)
+    assert "conditions=" not in options
+
+
+def test_describe_lists_parameters():
+    text = describe(CAT.api("CreateZone"))
+    assert "name (required): string" in text and "tagUuids: list" in text
+
+
+def test_session_store_keeps_one_session_per_mn(tmp_path):
+    store = SessionStore(tmp_path / "cli" / "session")
+    assert store.get("h:1") is None
+    store.save("h:1", "s1", "admin")
+    store.save("h:2", "s2", "alice")
+    assert store.get("h:1") == {"uuid": "s1", "account": "admin"}
+    assert (tmp_path / "cli" / "session").stat().st_mode & 0o777 == 0o600
+    store.drop("h:1")
+    assert store.get("h:1") is None and store.get("h:2")["account"] == "alice"
+    (tmp_path / "cli" / "session").write_text("not json")
+    assert store.get("h:2") is None
