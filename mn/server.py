@@ -67,3 +67,46 @@ def start(config: MNConfig, in_thread: bool = True) -> RunningMN:
         running.thread.start()
     log.info("management node listening on %s", url)
     return running
+
+
+def serve_forever(config: MNConfig) -> None:
+    """Run an MN in the foreground until SIGTERM or SIGINT, then stop cleanly."""
+    import signal
+
+    running = start(config, in_thread=False)
+    stop = threading.Event()
+
+    def _stop(*_: object) -> None:
+        if not stop.is_set():
+            stop.set()
+            threading.Thread(target=running.server.close, daemon=True).start()  # type: ignore[attr-defined]
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        running.server.run()  # type: ignore[attr-defined]
+    except OSError:
+        if not stop.is_set():
+            raise
+    finally:
+        running.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m mn.server --key value ...`: each MNConfig field is a flag (e.g. --db-url)."""
+    import argparse
+    from dataclasses import fields
+
+    parser = argparse.ArgumentParser(description="run one ZStack management node in the foreground")
+    parser.add_argument("--config", help="a properties file (key=value lines)")
+    for f in fields(MNConfig):
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name)
+    args = vars(parser.parse_args(argv))
+    path = args.pop("config")
+    config = MNConfig.load(path, **{k: v for k, v in args.items() if v is not None})
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve_forever(config)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from kvmagent.protocol import VmSyncCmd, VmSyncRsp
-from mn import cascade
+from mn import cascade, extensions
 from mn.api.agent_events import HANDLERS
 from mn.background import periodic
 from mn.context import ApiContext, Services
@@ -185,3 +185,48 @@ def expunge_destroyed(svc: Services) -> None:
             return {}
 
         svc.extras["jobs"].submit_internal(f"vm-{vm_uuid}", work)
+
+
+# ---- host hooks ---------------------------------------------------------------------------------
+
+def _host_disconnected(ctx: ApiContext, host_uuid: str) -> None:
+    """VMs on a host that stopped answering are Unknown until the host is back."""
+    with ctx.db.tx() as s:
+        s.execute(update(VmInstance).where(VmInstance.hostUuid == host_uuid,
+                                           VmInstance.state.in_((RUNNING, PAUSED))).values(state=UNKNOWN))
+
+
+def _host_connected(ctx: ApiContext, host_uuid: str) -> None:
+    """On (re)connect, VMs the database places on the host take the states the host reports."""
+    with ctx.db.ro() as s:
+        vms = list(s.scalars(select(VmInstance.uuid).where(VmInstance.hostUuid == host_uuid,
+                                                           VmInstance.state.in_((RUNNING, PAUSED, UNKNOWN)))))
+    if not vms:
+        return
+    states = _host_states(ctx, host_uuid)
+    if states is None:
+        return
+    for vm_uuid in vms:
+        apply_reported_state(ctx, vm_uuid, host_uuid, states.get(vm_uuid))
+
+
+def _host_maintenance(ctx: ApiContext, host_uuid: str) -> None:
+    """Entering maintenance: running VMs migrate away (or stop when no host can take them)."""
+    from mn.services.vm_ops import migrate_vm, stop_vm
+
+    with ctx.db.ro() as s:
+        vms = list(s.execute(select(VmInstance.uuid, VmInstance.state).where(VmInstance.hostUuid == host_uuid)))
+    for vm_uuid, state in vms:
+        if state == RUNNING:
+            try:
+                migrate_vm(ctx, vm_uuid, None)
+                continue
+            except ApiError as exc:
+                log.warning("VM %s cannot migrate off host %s (%s); stopping it", vm_uuid, host_uuid, exc)
+        if state in (RUNNING, PAUSED, UNKNOWN):
+            stop_vm(ctx, vm_uuid, "cold")
+
+
+extensions.HOST_DISCONNECTED.append(_host_disconnected)
+extensions.HOST_CONNECTED.append(_host_connected)
+extensions.HOST_MAINTENANCE.append(_host_maintenance)
