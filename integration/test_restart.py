@@ -31,11 +31,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spawn(home: Path, db_url: str, port: int, sim_url: str) -> subprocess.Popen:
+def _spawn(home: Path, db_url: str, port: int, sim_url: str, workers: int) -> subprocess.Popen:
     log = open(home / f"mn-{time.time():.0f}.log", "ab")  # noqa: SIM115 - handed to the child
     return subprocess.Popen(
         [sys.executable, "-m", "mn.server", "--home", str(home), "--db-url", db_url, "--port", str(port),
-         "--host", "127.0.0.1", "--simulator-url", sim_url, "--log-level", "WARNING"],
+         "--host", "127.0.0.1", "--simulator-url", sim_url, "--log-level", "WARNING",
+         "--workers", str(workers)],
         stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -60,8 +61,8 @@ def mn_proc(sim, tmp_path):
     port = _free_port()
     procs: list[subprocess.Popen] = []
 
-    def spawn() -> str:
-        p = _spawn(tmp_path, db_url, port, sim.url)
+    def spawn(workers: int = 32) -> str:
+        p = _spawn(tmp_path, db_url, port, sim.url, workers)
         procs.append(p)
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, p)
@@ -79,7 +80,9 @@ def test_sigkill_during_vm_creation_leaves_nothing_transitional(sim, mn_proc):
     from simulator.client import SimulatorAdmin
 
     spawn, procs = mn_proc
-    url = spawn()
+    # Few job workers spread the creations over time: when the kill lands some VMs are Running,
+    # some are mid-flow and some are still queued.
+    url = spawn(workers=4)
     api = ZStackClient(url)
     api.login()
     env = build_env(api, hosts=3, cpu=64)
@@ -94,7 +97,10 @@ def test_sigkill_during_vm_creation_leaves_nothing_transitional(sim, mn_proc):
                                    instanceOfferingUuid=env.offering, imageUuid=env.image,
                                    l3NetworkUuids=[env.l3], dataDiskSizes=[1 << 30]) for _ in range(30)]
             jobs = [f.result()["uuid"] for f in futures]
-        time.sleep(1.0)
+        deadline = time.time() + 60
+        while len(api.query("QueryVmInstance", f"zoneUuid={env.zone}", "state=Running")) < 4:
+            assert time.time() < deadline, "VM creation made no progress"
+            time.sleep(0.05)
         os.kill(procs[-1].pid, signal.SIGKILL)
         procs[-1].wait()
     finally:
