@@ -398,7 +398,27 @@ def _start(paths: Paths, args: argparse.Namespace) -> int:
     if config.embedded_simulator:
         print("embedded simulator: on" + (f" (port {config.simulator_port})" if config.simulator_port else ""))
     print(f"log: {paths.log}")
+    if config.embedded_simulator and getattr(args, "demo", True):
+        _seed_demo(url)
     return 0
+
+
+def _seed_demo(url: str) -> None:
+    """Make (or find) the demo zone through the public API and print the next command to try."""
+    from mn import demo
+    from mn.client import ClientError, ZStackClient
+
+    api = ZStackClient(url)
+    try:
+        api.login()
+        d = demo.seed(api)
+    except ClientError as exc:
+        print(f"demo zone not prepared: {exc} (log in and build one yourself, or start with --no-demo)")
+        return
+    print("demo zone ready: 2 simulated hosts, primary and backup storage, an image, a flat network, "
+          "an offering")
+    print("try:  zstack-cli LogInByAccount accountName=admin password=password")
+    print(f"      zstack-cli {demo.next_command(d)}")
 
 
 def _stop(paths: Paths, timeout: float) -> int:
@@ -610,6 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("start", cmd_start, "start the management node as a daemon", [server])
     p.add_argument("--foreground", action="store_true", help="serve in this process instead of a daemon")
+    p.add_argument("--demo", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --simulator, make a demo zone ready to create VMs (default: on)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for /health (default 120)")
     add("run", cmd_run, "serve in the foreground until SIGTERM/SIGINT (used by start)", [server])
     p = add("stop", cmd_stop, "stop the management node", [])

@@ -53,9 +53,11 @@ def _scalar(api: str, p: ParamSpec, t: str, v: Any, lenient: bool) -> Any:
             raise invalid(f"{where} must be a boolean, got {v!r}")
         return v
     if t in ("string", "enum", "timestamp"):
-        if isinstance(v, bool | dict | list):
-            raise invalid(f"{where} must be a string, got {v!r}")
-        return str(v) if not isinstance(v, str) else v
+        if isinstance(v, str):
+            return v
+        if lenient and isinstance(v, int | float) and not isinstance(v, bool):
+            return str(v)
+        raise invalid(f"{where} must be a string, got {v!r}")
     if t == "map":
         if not isinstance(v, dict):
             raise invalid(f"{where} must be a map, got {v!r}")
