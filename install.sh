@@ -114,9 +114,9 @@ cat <<EOF
 ZStack (Python) is running: $URL
   account:  admin
   password: password
-Try:
+Try (the demo zone above is ready for VMs):
   zstack-cli LogInByAccount accountName=admin password=password
-  zstack-cli CreateZone name=zone1
-  zstack-cli QueryZone
+  zstack-cli QueryVmInstance
+  zstack-cli CreateVmInstance name=vm1 ...   (the full command is printed above)
 Manage it with: zstack-ctl status | stop | restart   (log: zstack-ctl status shows where)
 EOF
