@@ -54,10 +54,14 @@ class ApiContext:
         return self.svc.config
 
     def journal(self, flow: str, done: list[str], data: dict[str, Any]) -> None:
-        """Persist a flow's progress on the job row (crash recovery reads it back)."""
-        if self.job_uuid is None:
+        """Persist a flow's progress on the job row (crash recovery reads it back).
+
+        The final "nothing in flight" entry is not written: the job's end (JobRunner.finish)
+        clears flowState in the same update that records the result.
+        """
+        if self.job_uuid is None or not done:
             return
-        state = json.dumps({"flow": flow, "done": done, "data": data}) if done else None
+        state = json.dumps({"flow": flow, "done": done, "data": data})
         with self.db.tx() as s:
             s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid).values(flowState=state))
 

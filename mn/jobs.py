@@ -99,7 +99,7 @@ class JobRunner:
             try:
                 with self.db.tx() as s:
                     s.execute(update(ApiJob).where(ApiJob.uuid == job_uuid).values(
-                        state=state, result=json.dumps(result), finishedDate=utcnow()))
+                        state=state, result=json.dumps(result), finishedDate=utcnow(), flowState=None))
                 break
             except Exception:
                 log.exception("recording the end of job %s failed (attempt %d)", job_uuid, attempt + 1)

@@ -8,8 +8,9 @@ The Database handle is created by the app factory and passed on explicitly (no g
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -58,6 +59,9 @@ class Database:
         self.read_engine = make_engine(url, immediate=False) if url.startswith("sqlite") else self.engine
         self._write = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._read = sessionmaker(bind=self.read_engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Writers of this process queue on a lock instead of
+        # polling the database lock (the sqlite busy handler sleeps up to 100 ms per retry).
+        self._write_lock = threading.RLock() if url.startswith("sqlite") else None
 
     @property
     def dialect(self) -> str:
@@ -66,7 +70,7 @@ class Database:
     @contextmanager
     def tx(self) -> Iterator[Session]:
         """A write transaction: committed on success, rolled back on any exception."""
-        with self._write() as s, s.begin():
+        with self._write_lock or nullcontext(), self._write() as s, s.begin():
             yield s
 
     @contextmanager
