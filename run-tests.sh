@@ -3,7 +3,7 @@
 # Runs every step, prints a summary, exits non-zero if any step failed (a pytest run that collects
 # no tests, exit code 5, fails too).
 #   ./run-tests.sh                       everything
-#   ZSTACK_TEST_DBS="sqlite" ./run-tests.sh   integration on SQLite only (default: sqlite postgresql)
+#   ZSTACK_TEST_DBS="sqlite" ./run-tests.sh   integration on SQLite only (default: sqlite postgresql mariadb)
 #   PYTHON=/path/to/python ./run-tests.sh     another interpreter (default: .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,7 +14,7 @@ if [[ ! -x $PYTHON ]]; then
     exit 2
 fi
 BIN=$(dirname "$PYTHON")
-DBS=${ZSTACK_TEST_DBS:-sqlite postgresql}
+DBS=${ZSTACK_TEST_DBS:-sqlite postgresql mariadb}
 failed=()
 summary=()
 

@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 import urllib3
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -212,11 +212,18 @@ def change_primary_storage_state(ctx: ApiContext, msg: Msg) -> dict:
 
 
 def resync_capacity(ctx: ApiContext, uuid: str, total: int, available: int) -> None:
-    """Adopt the agent's capacity, keeping what volumes reserved from the logical capacity."""
-    used = PrimaryStorage.totalCapacity - PrimaryStorage.availableCapacity
+    """Adopt the agent's capacity, keeping what volumes reserved from the logical capacity.
+
+    The reservation is read under a row lock and written as constants: MySQL evaluates SET
+    clauses left to right, so an expression over columns set earlier would see their new values.
+    """
     with ctx.db.tx() as s:
+        ps = s.get(PrimaryStorage, uuid, with_for_update=True)
+        if ps is None:
+            return
+        used = ps.totalCapacity - ps.availableCapacity
         s.execute(update(PrimaryStorage).where(PrimaryStorage.uuid == uuid).values(
-            availableCapacity=case((total - used < 0, 0), else_=total - used), totalCapacity=total,
+            availableCapacity=max(total - used, 0), totalCapacity=total,
             totalPhysicalCapacity=total, availablePhysicalCapacity=available,
         ).execution_options(synchronize_session=False))
 
