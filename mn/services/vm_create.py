@@ -48,6 +48,7 @@ from mn.models import (
     ImageBackupStorageRef,
     InstanceOffering,
     L3Network,
+    PrimaryStorage,
     UsedIp,
     VmInstance,
     VmNic,
@@ -159,8 +160,6 @@ def resolve(ctx: ApiContext, msg: dict[str, Any], s: Session) -> Plan:
         get_or_404(s, Host, host_uuid)
     ps_uuid = msg.get("primaryStorageUuidForRootVolume")
     if ps_uuid:
-        from mn.models import PrimaryStorage
-
         get_or_404(s, PrimaryStorage, ps_uuid)
     ratio = ctx.gconf.get(MEMORY_OVER_PROVISIONING)
     strategy = (offering.allocatorStrategy if offering and offering.allocatorStrategy
