@@ -17,6 +17,7 @@ from mn import __version__
 from mn.agent import AgentClient
 from mn.api import agent_events, rest, rpc
 from mn.api.dispatch import Dispatcher
+from mn.background import periodic
 from mn.config import MNConfig
 from mn.context import Services
 from mn.db.base import new_uuid, utcnow
@@ -91,3 +92,18 @@ def create_app(config: MNConfig | None = None) -> Flask:
         return jsonify({"status": "ok", "version": __version__, "managementNodeUuid": svc.mn_uuid})
 
     return app
+
+
+def _heartbeat_interval(svc: Services) -> float:
+    return 10.0
+
+
+def _heartbeat(svc: Services) -> None:
+    """Tell the other MNs (and operators) this MN is alive."""
+    from sqlalchemy import update
+
+    with svc.db.tx() as s:
+        s.execute(update(ManagementNode).where(ManagementNode.uuid == svc.mn_uuid).values(heartBeat=utcnow()))
+
+
+periodic("mn-heartbeat", _heartbeat_interval)(_heartbeat)
