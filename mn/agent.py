@@ -47,6 +47,16 @@ class AgentClient:
             raise ApiError(AGENT_ERROR, f"agent command {path} at {base_url} failed: {msg}")
         return reply
 
+    def request(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        """A plain JSON request (for non-protocol endpoints); unreachable → AGENT_UNREACHABLE."""
+        try:
+            r = self._http.request(method, url, body=json.dumps(body).encode() if body is not None else None,
+                                   headers={"Content-Type": "application/json"},
+                                   timeout=urllib3.Timeout(connect=10, read=self.timeout))
+        except urllib3.exceptions.HTTPError as exc:
+            raise ApiError(AGENT_UNREACHABLE, f"unable to reach {method} {url}: {exc}") from None
+        return r.status, r.data
+
     def send(self, base_url: str, cmd: Any, reply_cls: type | None = None,
              timeout: float | None = None) -> Any:
         """Send a typed protocol command; return the typed reply (or the raw dict)."""

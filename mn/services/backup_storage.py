@@ -47,12 +47,8 @@ from mn.services.common import (
     inventory,
     new_resource_uuid,
 )
-from mn.services.primary_storage import (
-    check_delete_mode,
-    require_simulator_url,
-    simulator_admin,
-    undo_declare,
-)
+from mn.services.primary_storage import check_delete_mode, undo_declare
+from mn.services.simulator_admin import require_simulator_url, simulator_admin
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-import urllib3
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -27,7 +25,6 @@ from mn.cascade import cascade, dependent
 from mn.context import ApiContext
 from mn.errors import (
     AGENT_ERROR,
-    AGENT_UNREACHABLE,
     CHANGE_RESOURCE_STATE_ERROR,
     OPERATION_ERROR,
     ApiError,
@@ -51,6 +48,7 @@ from mn.services.common import (
     transition,
 )
 from mn.services.host_capacity import host_totals, recompute_host_capacity
+from mn.services.simulator_admin import simulator_admin
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +63,6 @@ def agent_url(host: Any) -> str:
 
 
 # ---- the simulator's admin API ------------------------------------------------------------------
-
-def _simulator(ctx: ApiContext, method: str, path: str, body: dict | None = None,
-               missing_ok: bool = False) -> None:
-    url = ctx.config.simulator_url.rstrip("/") + path
-    try:
-        r = ctx.agents._http.request(
-            method, url, body=json.dumps(body).encode() if body is not None else None,
-            headers={"Content-Type": "application/json"},
-            timeout=urllib3.Timeout(connect=10, read=ctx.agents.timeout))
-    except urllib3.exceptions.HTTPError as exc:
-        raise ApiError(AGENT_UNREACHABLE, f"unable to reach the simulator for {method} {url}: {exc}") from None
-    if r.status == 404 and missing_ok:
-        return
-    if r.status >= 400:
-        raise ApiError(AGENT_ERROR, f"the simulator failed {method} {url}: HTTP {r.status} {r.data[:300]!r}")
-
 
 def _require_simulator_url(ctx: ApiContext) -> str:
     if not ctx.config.simulator_url:
@@ -147,13 +129,13 @@ def _delete_host_row(ctx: ApiContext, d: dict) -> None:
 
 
 def _declare_simulated_host(ctx: ApiContext, d: dict) -> None:
-    _simulator(ctx, "PUT", f"/simulator/hosts/{d['hostUuid']}",
+    simulator_admin(ctx, "PUT", f"/hosts/{d['hostUuid']}",
                {"cpuNum": d["msg"]["cpuCapacity"], "memory": d["msg"]["memoryCapacity"],
                 "managementIp": d["msg"]["managementIp"]})
 
 
 def _undeclare_simulated_host(ctx: ApiContext, d: dict) -> None:
-    _simulator(ctx, "DELETE", f"/simulator/hosts/{d['hostUuid']}", missing_ok=True)
+    simulator_admin(ctx, "DELETE", f"/hosts/{d['hostUuid']}", missing_ok=True)
 
 
 def _claim(ctx: ApiContext, d: dict) -> None:

@@ -16,11 +16,9 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-import urllib3
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,7 +29,6 @@ from mn.cascade import cascade, dependent
 from mn.context import ApiContext
 from mn.errors import (
     AGENT_ERROR,
-    AGENT_UNREACHABLE,
     CHANGE_RESOURCE_STATE_ERROR,
     DELETE_RESOURCE_ERROR,
     ApiError,
@@ -52,6 +49,7 @@ from mn.services.common import (
     inventory,
     new_resource_uuid,
 )
+from mn.services.simulator_admin import require_simulator_url, simulator_admin
 
 log = logging.getLogger(__name__)
 
@@ -66,31 +64,7 @@ def sync_key(uuid: str | None) -> str:
     return f"primary-storage-{uuid}"
 
 
-# ---- the simulator's admin API (shared with backup_storage) ------------------------------------
-
-def require_simulator_url(ctx: ApiContext, what: str) -> str:
-    if not ctx.config.simulator_url:
-        raise operr(f"this management node has no simulator configured (simulator_url is empty), "
-                    f"so it cannot add {what}")
-    return ctx.config.simulator_url.rstrip("/")
-
-
-def simulator_admin(ctx: ApiContext, method: str, path: str, body: dict[str, Any] | None = None,
-                    missing_ok: bool = False) -> None:
-    """One call to the simulator's admin API (`<simulator_url>/simulator<path>`)."""
-    url = f"{require_simulator_url(ctx, 'simulated storage')}/simulator{path}"
-    try:
-        r = ctx.agents._http.request(
-            method, url, body=json.dumps(body).encode() if body is not None else None,
-            headers={"Content-Type": "application/json"},
-            timeout=urllib3.Timeout(connect=10, read=ctx.agents.timeout))
-    except urllib3.exceptions.HTTPError as exc:
-        raise ApiError(AGENT_UNREACHABLE, f"unable to reach the simulator for {method} {url}: {exc}") from None
-    if r.status == 404 and missing_ok:
-        return
-    if r.status >= 400:
-        raise ApiError(AGENT_ERROR, f"the simulator failed {method} {url}: HTTP {r.status} {r.data[:300]!r}")
-
+# ---- the simulator's admin API ----------------------------------------------------------------
 
 def undo_declare(ctx: ApiContext, kind: str, uuid: str) -> None:
     """Best effort: forget a simulated storage (kind "primary-storage" or "backup-storage")."""
