@@ -7,6 +7,8 @@ Declared here (the names are the contract); service modules append to them at im
 - HOST_MAINTENANCE: fn(ctx, host_uuid) when a host enters maintenance (VMs must leave it).
 - HOST_DISCONNECTED: fn(ctx, host_uuid) when pings fail and a host is marked Disconnected.
 - VM_BEFORE_START: fn(ctx, vm_uuid, host_uuid) before a VM starts on a host (network prepare).
+  The step that calls them has no rollback yet: a hook with side effects must add one (and the
+  step then gets journaled for crash recovery).
 """
 
 from __future__ import annotations

@@ -46,15 +46,16 @@ class Flow:
             fault: Callable[[str], bool] | None = None) -> dict[str, Any]:
         """Run every step; on failure roll back the completed ones and re-raise.
 
-        The journal is written before each step with the steps started so far (the current one
-        included), so recovery also rolls back a step that was in flight: rollbacks must
-        tolerate a step that did not (fully) happen. `fault(flow:step)` returning True fails
+        The journal is written before each step that has a rollback, with the steps started so
+        far (the current one included), so recovery also rolls back a step that was in flight:
+        rollbacks must tolerate a step that did not (fully) happen. `fault(flow:step)` returning True fails
         the flow right after that step ran (test instrumentation for rollback paths).
         """
         done: list[Step] = []
         for step in self.steps:
             try:
-                if journal is not None:
+                if journal is not None and step.rollback is not None:
+                    # A step without rollback leaves recovery nothing to undo: no entry needed.
                     journal(self.name, [s.name for s in done] + [step.name], data)
                 step.run(ctx, data)
                 done.append(step)

@@ -50,8 +50,11 @@ def test_rollback_failure_does_not_hide_the_original_error():
 
 def test_journal_records_started_steps_and_clears_at_end():
     entries = []
-    flow = Flow("f", [Step("a", lambda c, d: None), Step("b", lambda c, d: None)])
+    undo = lambda c, d: None  # noqa: E731
+    flow = Flow("f", [Step("a", lambda c, d: None, undo), Step("b", lambda c, d: None, undo),
+                      Step("c", lambda c, d: None)])
     flow.run(None, {}, journal=lambda name, done, data: entries.append(list(done)))
+    # No entry before "c": it has no rollback, so recovery would have nothing to undo for it.
     assert entries == [["a"], ["a", "b"], []]
 
 
