@@ -17,6 +17,7 @@ from mn import __version__
 from mn.agent import AgentClient
 from mn.api import agent_events, rest, rpc
 from mn.api.dispatch import Dispatcher
+from mn.api.openapi import build_openapi
 from mn.background import periodic
 from mn.config import MNConfig
 from mn.context import Services
@@ -84,6 +85,13 @@ def create_app(config: MNConfig | None = None) -> Flask:
     app.register_blueprint(rpc.bp)
     app.register_blueprint(rest.bp)
     app.register_blueprint(agent_events.bp)
+
+    @app.get(f"{rest.PREFIX}/openapi.json")
+    def openapi_json():
+        """The OpenAPI document (no session needed), built on first use and kept for the app's life."""
+        if "zstack.openapi" not in app.extensions:
+            app.extensions["zstack.openapi"] = build_openapi(dispatcher)
+        return jsonify(app.extensions["zstack.openapi"])
 
     @app.get("/health")
     def health():

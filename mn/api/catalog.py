@@ -97,10 +97,13 @@ class Catalog:
         self.by_message: dict[str, ApiSpec] = {}
         for a in data["apis"]:
             rest = a.get("rest")
+            optional = (rest.get("optionalPaths") or ()) if rest else ()
+            if isinstance(optional, str):  # a few entries give one path as a plain string
+                optional = (optional,)
             params = tuple(_param(p) for p in a["params"])
             spec = ApiSpec(
                 name=a["name"], message=a["message"], kind=a["kind"], response=a.get("response"),
-                rest=RestSpec(rest["path"], tuple(rest.get("optionalPaths") or ()), rest["method"],
+                rest=RestSpec(rest["path"], tuple(optional), rest["method"],
                               bool(rest["isAction"]), rest.get("parameterName")) if rest else None,
                 params=params, noSession=bool(a.get("noSession")), inventory=a.get("inventory"),
                 queryable=tuple(a.get("queryable", ())), expanded=tuple(a.get("expanded", ())),
