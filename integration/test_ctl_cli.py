@@ -130,3 +130,62 @@ def test_the_shell_reads_commands_from_stdin(tmp_path, env):
     assert r.returncode == 0, r.stderr
     assert "name (required): string" in r.stdout
     assert "expected key=value" in r.stderr
+
+
+README_VM_QUERY = ["QueryVmInstance", "vmNics.eip.guestIp=16.16.16.16", "zone.name=west-coast"]
+README_HOST_QUERY = ["QueryHost", "fields=name,uuid,managementIp", "hypervisorType=KVM",
+                     "vmInstance.allVolumes.size>=549755813888000", "vmInstance.state=Running",
+                     "start=0", "limit=10"]
+
+
+def test_the_readme_queries_through_zstack_cli(tmp_path, env):
+    """The two query examples of README.md, run by a real zstack-cli against a demo-zone MN."""
+    home = tmp_path / "mn"
+    port = _free_port()
+    db_url, cleanup = make_db_url(home)
+    ctl = [*CTL, "--home", str(home)]
+    cli = [*CLI, "--json-compact", "-H", "127.0.0.1", "-p", str(port)]
+
+    def ok(*args: str) -> dict:
+        r = _run([*cli, *args], env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return json.loads(r.stdout)
+
+    def uuid_of(api: str, name: str) -> str:
+        [inv] = ok(api, f"name={name}", "fields=uuid")["inventories"]
+        return inv["uuid"]
+
+    try:
+        assert _run([*ctl, "configure", f"simulator_port={_free_port()}"], env).returncode == 0
+        r = _run([*ctl, "start", "--simulator", "--port", str(port), "--db-url", db_url], env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        ok("LogInByAccount", "accountName=admin", "password=password")
+
+        # The EIP expansion needs the EIP network service, which this MN does not have: a clear error.
+        r = _run([*cli, *README_VM_QUERY], env)
+        assert r.returncode == 1 and r.stdout == ""
+        assert "QueryVmInstance failed" in r.stderr and "SYS.1007" in r.stderr
+        assert "'eip'" in r.stderr and "EipInventory" in r.stderr and "not available" in r.stderr
+
+        # No KVM host in a simulator zone.
+        assert ok(*README_HOST_QUERY) == {"success": True, "inventories": []}
+
+        vm = ok("CreateVmInstance", "name=vm1", f"instanceOfferingUuid={uuid_of('QueryInstanceOffering', 'demo-small')}",
+                f"imageUuid={uuid_of('QueryImage', 'demo-image')}",
+                f"l3NetworkUuids={uuid_of('QueryL3Network', 'demo-l3')}")["inventory"]
+        [host] = ok("QueryHost", f"uuid={vm['hostUuid']}", "fields=name,uuid,managementIp")["inventories"]
+        simulator_query = [t.replace("=KVM", "=Simulator") for t in README_HOST_QUERY]
+        # The same query on Simulator hosts: the size condition holds (no 500 TiB volume) ...
+        assert ok(*simulator_query)["inventories"] == []
+        # ... and with a size the VM's volumes reach, exactly the VM's host comes back.
+        small = [t.replace("549755813888000", "1") for t in simulator_query]
+        assert ok(*small)["inventories"] == [host]
+        ok("StopVmInstance", f"uuid={vm['uuid']}")
+        assert ok(*small)["inventories"] == []  # vmInstance.state=Running no longer holds
+
+        r = _run([*cli, "QueryHost", "zone..name=x"], env)
+        assert r.returncode == 1 and "usage error: cannot parse the query condition" in r.stderr
+    finally:
+        r = _run([*ctl, "stop"], env)
+        cleanup()
+    assert r.returncode == 0, r.stderr

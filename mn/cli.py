@@ -3,11 +3,16 @@
     zstack-cli [-H HOST] [-p PORT] [ApiName key=value ...]
 
 Parameters are typed by the catalogue (lists comma-separated or JSON, ints, booleans, JSON maps);
-`systemTags=a::b,c::d`. Query APIs take conditions (`name=z1`, `cpuNum>2`, `uuid?=a,b`, `name~=z%`,
-`description is null`) plus limit=, start=, count=, replyWithCount=, sortBy=, sortDirection=,
-fields=a,b. Passwords are sent as SHA-512 hex, as ZStack's CLI does. The session of a login is kept
-per MN in ~/.zstack/cli/session; the shell's history in ~/.zstack/cli/history.
-The CLI reaches the MN only through mn.client.ZStackClient (HTTP).
+`systemTags=a::b,c::d`. Query APIs take ZStack's CLI query syntax: the query parameters (fields=a,b,
+start=, limit=, count=, replyWithCount=, sortBy=, sortDirection=, groupBy=, filterName=) and, as
+every other token, a condition `<field><op><value>` with op one of = != > >= < <= ?= (in) !?=
+(not in) ~= (like) !~= (not like), `field=null` / `field!=null` or `field is [not] null`; the
+field may be a path through expansions (`vmNics.l3Network.zone.name=z`) or `__systemTag__` /
+`__userTag__`, and the value keeps its text (the MN types it by the field). Tab completion is
+derived from the catalogue. Passwords are sent as SHA-512 hex, as ZStack's CLI does. The session
+of a login is kept per MN in ~/.zstack/cli/session; the shell's history in ~/.zstack/cli/history.
+The CLI reaches the MN only through mn.client.ZStackClient (HTTP); completion reads mn.query's
+table map (no database) to offer only the expansions this MN can follow.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import os
 import re
 import shlex
 import sys
+import threading
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +48,13 @@ TAG_PARAMS = ("systemTags", "userTags")
 BUILTINS = ("help", "exit", "quit")
 INVALID_SESSION = "ID.1001"
 GENERAL_HELP = ("Type an API call: ApiName key=value ... (e.g. QueryZone name=z1 count=true).\n"
-                "help ApiName shows its parameters; Tab completes API and parameter names; exit leaves.")
+                "help ApiName shows its parameters; Tab completes API and parameter names, query fields\n"
+                "and expansions (QueryVmInstance vmNics.l3Network.<Tab>) and fixed values; exit leaves.")
 _KEY = re.compile(r"[A-Za-z_][\w.]*")
+# A condition's name: a field, a tag pseudo-field or a path through expansions (zone.name).
+_FIELD_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+QUERY_TAG_FIELDS = ("__systemTag__", "__userTag__")
+CLI_OPERATORS = ("=", "!=", ">", ">=", "<", "<=", "?=", "!?=", "~=", "!~=")
 _INT = re.compile(r"-?\d+")
 
 
@@ -120,6 +132,61 @@ def _hash_passwords(spec: ApiSpec, params: dict[str, Any]) -> None:
             params[k] = hashlib.sha512(params[k].encode()).hexdigest()
 
 
+def _merge_null_words(tokens: list[str]) -> list[str]:
+    """Join `field is null` / `field is not null` typed as separate words into one condition."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        for tail in (["is", "null"], ["is", "not", "null"]):
+            if tokens[i + 1:i + 1 + len(tail)] == tail and _FIELD_PATH.fullmatch(tokens[i]):
+                out.append(" ".join([tokens[i], *tail]))
+                i += 1 + len(tail)
+                break
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+def _query_param(p: ParamSpec, raw: str) -> Any:
+    """A query parameter (limit=, sortDirection=, fields=, ...), checked where the CLI can tell."""
+    value = parse_value(p, p.name, raw)
+    if p.type in ("int", "long") and not isinstance(value, int):
+        raise UsageError(f"{p.name} takes an integer, got {raw!r}")
+    if p.type == "boolean" and not isinstance(value, bool):
+        raise UsageError(f"{p.name} takes true or false, got {raw!r}")
+    if p.validValues and value not in p.validValues:
+        raise UsageError(f"{p.name} takes one of {', '.join(p.validValues)}, got {raw!r}")
+    return value
+
+
+def _condition(tok: str) -> dict[str, Any]:
+    """One query condition token → {name, op, value}; the value keeps its text (the MN types it)."""
+    try:
+        cond = parse_condition(tok)
+    except ApiError:
+        cond = None
+    if cond is None or not _FIELD_PATH.fullmatch(cond["name"]):
+        raise UsageError(f"cannot parse the query condition {tok!r}: expected <field><op><value>, "
+                         f"op one of {' '.join(CLI_OPERATORS)} (or field=null, field!=null), "
+                         f"field a name or a path through expansions like zone.name")
+    return cond
+
+
+def parse_query(spec: ApiSpec, tokens: list[str]) -> dict[str, Any]:
+    """The arguments of a Query API: query parameters by name, every other token a condition."""
+    params: dict[str, Any] = {}
+    conditions: list[dict[str, Any]] = []
+    for tok in _merge_null_words(tokens):
+        key, eq, raw = tok.partition("=")
+        if eq and key in spec.param_map and key != "conditions":
+            params[key] = _query_param(spec.param_map[key], raw)
+        else:
+            conditions.append(_condition(tok))
+    params["conditions"] = conditions
+    return params
+
+
 def parse_command(catalog: Catalog, tokens: list[str]) -> Command:
     """`ApiName key=value ...` (already shell-split) → Command; UsageError when malformed."""
     if not tokens:
@@ -127,18 +194,7 @@ def parse_command(catalog: Catalog, tokens: list[str]) -> Command:
     spec = find_api(catalog, tokens[0])
     command = Command(spec)
     if spec.kind == "query":
-        conditions: list[dict[str, Any]] = []
-        for tok in tokens[1:]:
-            key, eq, raw = tok.partition("=")
-            if eq and key in spec.param_map and key != "conditions":
-                command.params[key] = parse_value(spec.param_map[key], key, raw)
-                continue
-            try:
-                conditions.append(parse_condition(tok))
-            except ApiError as exc:
-                raise UsageError(f"{exc}; query arguments look like name=z1, cpuNum>2, uuid?=a,b, "
-                                 f"limit=10") from None
-        command.params["conditions"] = conditions
+        command.params = parse_query(spec, tokens[1:])
         return command
     for tok in tokens[1:]:
         key, eq, raw = tok.partition("=")
@@ -152,26 +208,104 @@ def parse_command(catalog: Catalog, tokens: list[str]) -> Command:
 # ---- completion ---------------------------------------------------------------------------------
 
 
+@cache
+def _query_models() -> dict[str, type] | None:
+    """Inventory → model of what this MN's query compiler can query (None: not importable here)."""
+    try:
+        from mn.query import TARGETS
+    except ImportError:
+        return None
+    return {inv: t.model for inv, t in TARGETS.items()}
+
+
+def _expansion_usable(exp: dict, source: str) -> bool:
+    """Whether this MN can follow an expansion from `source` (as mn.query does), else False."""
+    models = _query_models()
+    if models is None:
+        return True
+    src, dst = models.get(source), models.get(exp.get("inventory", ""))
+    return (src is not None and dst is not None and hasattr(src, exp.get("foreignKey", ""))
+            and hasattr(dst, exp.get("expandedInventoryKey", "")))
+
+
+def _field_usable(inventory: str, name: str) -> bool:
+    models = _query_models()
+    if models is None:
+        return True
+    model = models.get(inventory)
+    return model is not None and hasattr(model, name)
+
+
+def _path_options(catalog: Catalog, spec: ApiSpec, path: str) -> list[str] | None:
+    """Condition names one level below `path` ("" or "vmNics.l3Network"): `field=` and `exp.`."""
+    inventory = spec.inventory or ""
+    if inventory not in catalog.inventories:
+        return None
+    inv = catalog.inventories[inventory]
+    expansions = {e["field"]: e for e in (*inv.expanded, *spec.expanded) if e.get("field")}
+    types = dict(inv.fields)
+    fields = [f for f in spec.queryable if f in types]
+    for step in path.split(".") if path else ():
+        exp = expansions.get(step)
+        if exp is None or exp.get("inventory") not in catalog.inventories \
+                or not _expansion_usable(exp, inventory):
+            return None
+        inventory = exp["inventory"]
+        inv = catalog.inventories[inventory]
+        expansions = {e["field"]: e for e in inv.expanded if e.get("field")}
+        types = dict(inv.fields)
+        fields = list(types)
+    prefix = f"{path}." if path else ""
+    options = [f"{prefix}{f}=" for f in fields if types[f] != "list" and _field_usable(inventory, f)]
+    options += [f"{prefix}{t}=" for t in QUERY_TAG_FIELDS]
+    options += [f"{prefix}{n}." for n, e in expansions.items() if _expansion_usable(e, inventory)]
+    return options
+
+
+def _value_options(catalog: Catalog, spec: ApiSpec, text: str) -> list[str]:
+    """Completions after `key=`: validValues, and field names for a query's sortBy= / fields=."""
+    key, _, value = text.partition("=")
+    p = spec.param_map.get(key)
+    if p is None:
+        return []
+    if spec.kind == "query" and key in ("sortBy", "fields"):
+        done, _, last = value.rpartition(",")
+        head = f"{key}={done}," if done else f"{key}="
+        names = [o[:-1] for o in _path_options(catalog, spec, "") or () if o.endswith("=")
+                 and o[:-1] not in QUERY_TAG_FIELDS]
+        return sorted(head + n for n in names if n.startswith(last))
+    return sorted(f"{key}={v}" for v in p.validValues or () if v.startswith(value))
+
+
 def complete(catalog: Catalog, words_before: list[str], text: str) -> list[str]:
-    """Completions of `text`: API names first, then `param=` names (query: fields, expansions)."""
+    """Completions of `text` from the catalogue.
+
+    No API yet: API names. After an API: its `param=` names, or after `param=` its validValues.
+    After a Query API: queryable fields (`name=`), tag pseudo-fields, query parameters and
+    expansions (`vmNics.`); after `exp.`, the expanded inventory's fields and expansions, to any
+    depth. Expansions this MN cannot query (no table in mn.query.TARGETS) are not offered.
+    """
     if not words_before:
         names = [*BUILTINS, *catalog.apis]
         return sorted(n for n in names if n.startswith(text))
     spec = catalog.api(words_before[0])
-    if spec is None or "=" in text:
+    if spec is None:
         return []
+    if "=" in text:
+        return _value_options(catalog, spec, text)
     used = {w.split("=", 1)[0] for w in words_before[1:]}
     if spec.kind == "query":
-        options = [f"{n}=" for n in spec.param_map if n != "conditions"]
-        options += [f"{n}=" for n in spec.queryable]
-        options += [f"{e['field']}." for e in spec.expanded if e.get("field")]
+        path = text.rpartition(".")[0]
+        options = _path_options(catalog, spec, path) or []
+        if not path:
+            options += [f"{n}=" for n in spec.param_map if n != "conditions" and n not in used]
     else:
         options = [f"{n}=" for n in (*spec.param_map, *TAG_PARAMS) if n not in used]
     return sorted({o for o in options if o.startswith(text)})
 
 
-def describe(spec: ApiSpec) -> str:
-    """A short help text of one API from the catalogue."""
+def describe(spec: ApiSpec, catalog: Catalog | None = None) -> str:
+    """A short help text of one API from the catalogue (with `catalog`: a query's expansions too)."""
     lines = [f"{spec.name} ({spec.kind}{', no session' if spec.noSession else ''}): {spec.message}"]
     for p in spec.params:
         extra = f" of {p.elementType}" if p.type == "list" and p.elementType else ""
@@ -179,6 +313,10 @@ def describe(spec: ApiSpec) -> str:
         lines.append(f"  {p.name}{' (required)' if p.required else ''}: {p.type}{extra}{valid}")
     if spec.kind == "query":
         lines.append(f"  conditions on: {', '.join(spec.queryable)}")
+        options = _path_options(catalog, spec, "") if catalog is not None else None
+        exps = [o[:-1] for o in options or () if o.endswith(".")]
+        if exps:
+            lines.append(f"  through expansions: {', '.join(exps)} (e.g. {exps[0]}.uuid=...)")
     return "\n".join(lines)
 
 
@@ -285,7 +423,7 @@ class Cli:
             if spec is None:
                 print(f"usage error: no API named {name!r}", file=sys.stderr)
                 return 1
-            print(describe(spec))
+            print(describe(spec, self.catalog))
         return 0
 
     def execute(self, command: Command) -> dict[str, Any]:
@@ -373,6 +511,8 @@ class Shell(cmd.Cmd):
             import readline
         except ImportError:
             return
+        # Warm up what query completion reads, so the first Tab does not wait for the import.
+        threading.Thread(target=_query_models, daemon=True).start()
         readline.set_completer_delims(" \t\n\"'")
         readline.set_history_length(2000)
         with contextlib.suppress(OSError):

@@ -155,3 +155,111 @@ def test_session_store_keeps_one_session_per_mn(tmp_path):
     assert store.get("h:1") is None and store.get("h:2")["account"] == "alice"
     (tmp_path / "cli" / "session").write_text("not json")
     assert store.get("h:2") is None
+
+
+# ---- query syntax as ZStack's CLI -------------------------------------------------------------
+
+
+def _conds(*tokens: str) -> list[dict]:
+    return parse_command(CAT, ["QueryVmInstance", *tokens]).params["conditions"]
+
+
+def test_readme_query_through_an_eip_and_a_zone_parses_into_two_conditions():
+    cmd = parse_command(CAT, ["QueryVmInstance", "vmNics.eip.guestIp=16.16.16.16", "zone.name=west-coast"])
+    assert cmd.spec.name == "QueryVmInstance"
+    assert cmd.params == {"conditions": [
+        {"name": "vmNics.eip.guestIp", "op": "=", "value": "16.16.16.16"},
+        {"name": "zone.name", "op": "=", "value": "west-coast"},
+    ]}
+
+
+def test_readme_host_query_splits_parameters_from_conditions():
+    cmd = parse_command(CAT, ["QueryHost", "fields=name,uuid,managementIp", "hypervisorType=KVM",
+                              "vmInstance.allVolumes.size>=549755813888000", "vmInstance.state=Running",
+                              "start=0", "limit=10"])
+    assert cmd.params == {
+        "fields": ["name", "uuid", "managementIp"], "start": 0, "limit": 10,
+        "conditions": [
+            {"name": "hypervisorType", "op": "=", "value": "KVM"},
+            {"name": "vmInstance.allVolumes.size", "op": ">=", "value": "549755813888000"},
+            {"name": "vmInstance.state", "op": "=", "value": "Running"},
+        ]}
+
+
+@pytest.mark.parametrize(("token", "op", "value"), [
+    ("cpuNum=2", "=", "2"), ("cpuNum!=2", "!=", "2"), ("cpuNum>2", ">", "2"), ("cpuNum>=2", ">=", "2"),
+    ("cpuNum<2", "<", "2"), ("cpuNum<=2", "<=", "2"), ("cpuNum?=1,2", "in", "1,2"),
+    ("cpuNum!?=1,2", "not in", "1,2"), ("cpuNum~=1%", "like", "1%"), ("cpuNum!~=1%", "not like", "1%"),
+    ("cpuNum=null", "is null", None), ("cpuNum!=null", "is not null", None),
+    ("cpuNum is null", "is null", None), ("cpuNum is not null", "is not null", None),
+])
+def test_every_operator_of_zstacks_cli(token, op, value):
+    assert _conds(token) == [{"name": "cpuNum", "op": op, "value": value}]
+
+
+def test_is_null_typed_as_separate_words_is_one_condition():
+    assert _conds("description", "is", "null", "name", "is", "not", "null", "state=Running") == [
+        {"name": "description", "op": "is null", "value": None},
+        {"name": "name", "op": "is not null", "value": None},
+        {"name": "state", "op": "=", "value": "Running"},
+    ]
+
+
+def test_values_keep_their_text():
+    assert _conds("memorySize>=08", "name=a=b", "name= spaced ", "description=") == [
+        {"name": "memorySize", "op": ">=", "value": "08"},
+        {"name": "name", "op": "=", "value": "a=b"},
+        {"name": "name", "op": "=", "value": " spaced "},
+        {"name": "description", "op": "=", "value": ""},
+    ]
+
+
+def test_nested_paths_through_expansions_to_any_depth():
+    assert _conds("vmNics.l3Network.l2Network.zone.name=z", "allVolumes.size>10") == [
+        {"name": "vmNics.l3Network.l2Network.zone.name", "op": "=", "value": "z"},
+        {"name": "allVolumes.size", "op": ">", "value": "10"},
+    ]
+
+
+def test_tag_conditions():
+    assert _conds("__systemTag__=ha::NeverStop", "__userTag__~=web%", "__userTag__!?=a,b",
+                  "vmNics.l3Network.__systemTag__=x") == [
+        {"name": "__systemTag__", "op": "=", "value": "ha::NeverStop"},
+        {"name": "__userTag__", "op": "like", "value": "web%"},
+        {"name": "__userTag__", "op": "not in", "value": "a,b"},
+        {"name": "vmNics.l3Network.__systemTag__", "op": "=", "value": "x"},
+    ]
+
+
+def test_every_query_parameter_is_a_parameter_not_a_condition():
+    cmd = parse_command(CAT, ["QueryVmInstance", "fields=uuid", "start=1", "limit=2", "count=false",
+                              "replyWithCount=true", "sortBy=name", "sortDirection=asc", "groupBy=state",
+                              "filterName=f", "name=x"])
+    assert cmd.params == {"fields": ["uuid"], "start": 1, "limit": 2, "count": False,
+                          "replyWithCount": True, "sortBy": "name", "sortDirection": "asc",
+                          "groupBy": "state", "filterName": "f",
+                          "conditions": [{"name": "name", "op": "=", "value": "x"}]}
+
+
+def test_a_query_parameter_with_another_operator_is_a_condition():
+    assert _conds("limit>5") == [{"name": "limit", "op": ">", "value": "5"}]
+
+
+@pytest.mark.parametrize(("token", "message"), [
+    ("oops", "cannot parse the query condition 'oops'"),
+    ("=x", "expected <field><op><value>"),
+    ("!=x", "cannot parse the query condition"),
+    ("zone..name=x", "cannot parse the query condition"),
+    ("zone.=x", "cannot parse the query condition"),
+    (".name=x", "cannot parse the query condition"),
+    ("na me=x", "cannot parse the query condition"),
+    ("1name=x", "cannot parse the query condition"),
+    ("is null", "cannot parse the query condition"),
+    ("limit=ten", "limit takes an integer"),
+    ("start=-", "start takes an integer"),
+    ("count=yes", "count takes true or false"),
+    ("sortDirection=up", "sortDirection takes one of asc, desc"),
+])
+def test_malformed_query_tokens_are_usage_errors(token, message):
+    with pytest.raises(UsageError, match=message):
+        parse_command(CAT, ["QueryVmInstance", token])
