@@ -1,9 +1,24 @@
 """The query API: conditions compiled to SQL, derived from the catalogue and the models.
 
 A condition is {name, op, value}. `name` is a field of the queried inventory, or a path through
-the catalogue's expansions (`vmNics.l3Network.zone.name`), or `__systemTag__`/`__userTag__`.
+the catalogue's expansions to any depth (`vmNics.l3Network.zone.name`, and reverse ones such as
+`vmInstance.state` from HostInventory), or `__systemTag__`/`__userTag__` (at any level).
 Each expansion step compiles to `fk IN (SELECT key FROM target WHERE ...)`, so the database does
-all filtering. Values are bound parameters typed by the field: conditions cannot inject SQL.
+all filtering; the operator applies inside the innermost subquery, as in ZStack ("some child
+matches"). Tag conditions compile to `uuid [NOT] IN (SELECT resourceUuid FROM <tag table> WHERE
+tag <op> :v)`: negative operators (!=, not in, not like) select resources with no matching tag,
+`is null` resources with no tag at all, `is not null` resources with at least one.
+
+Values are bound parameters typed by the field (int/long, float/double, boolean, timestamp —
+ZStack's date formats, ISO 8601 or epoch milliseconds — else string); field names come only from
+the catalogue, so conditions cannot inject SQL. An unknown field, expansion or operator, or a
+value of the wrong type, is a SYS.1007 error naming it and listing the valid ones.
+
+groupBy=<field>: ZStack appends `GROUP BY <field>` to its entity query, which MySQL answers with
+one (arbitrary) row per distinct value. Here the answer is made deterministic and portable: one
+row per distinct value of the field among the matching rows (NULL is one group), the row with
+the smallest primary key; sortBy/start/limit then apply to those rows, and `total`
+(count/replyWithCount) counts the groups.
 """
 
 from __future__ import annotations
@@ -12,7 +27,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, not_, select
+from sqlalchemy import ColumnElement, Select, String, and_, case, cast, func, not_, select
 from sqlalchemy.orm import Session
 
 from mn import models as m
@@ -23,8 +38,11 @@ from mn.inventory import to_inventories
 # ZStack's op words (RPC), with the CLI's operator spellings mapped onto them.
 OPS = {"=", "!=", ">", ">=", "<", "<=", "in", "not in", "like", "not like", "is null", "is not null"}
 CLI_OPS = {"?=": "in", "!?=": "not in", "~=": "like", "!~=": "not like"}
-NEGATIVE = {"!=": "=", "not in": "in", "not like": "like", "is not null": "is null"}
+NEGATIVE = {"!=": "=", "not in": "in", "not like": "like"}
 TAG_FIELDS = {"__systemTag__": m.SystemTag, "__userTag__": m.UserTag}
+DEFAULT_LIMIT = 1000
+_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S",
+                 "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%d", "%b %d, %Y %I:%M:%S %p", "%b %d, %Y, %I:%M:%S %p")
 
 
 @dataclass(frozen=True)
@@ -51,145 +69,230 @@ def _targets() -> dict[str, Target]:
 TARGETS = _targets()
 
 
-def _parse_date(v: str) -> dt.datetime:
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%b %d, %Y %I:%M:%S %p"):
+def parse_date(v: str) -> dt.datetime:
+    """A condition's date: ZStack's formats, ISO 8601 (naive UTC or with an offset), epoch millis."""
+    v = v.strip()
+    if v.lstrip("-").isdigit():
+        return dt.datetime.fromtimestamp(int(v) / 1000, dt.UTC).replace(tzinfo=None)
+    for fmt in _DATE_FORMATS:
         try:
             return dt.datetime.strptime(v, fmt)
         except ValueError:
             continue
-    if v.isdigit():  # epoch milliseconds, as ZStack accepts
-        return dt.datetime.fromtimestamp(int(v) / 1000, dt.UTC).replace(tzinfo=None)
-    raise ValueError(v)
+    d = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))  # raises ValueError
+    return d.astimezone(dt.UTC).replace(tzinfo=None) if d.tzinfo else d
 
 
-def _typed(field: str, ftype: str, raw: Any) -> Any:
+def typed_value(field: str, ftype: str, raw: Any) -> Any:
+    """`raw` converted to the type of `field`; a SYS.1007 error naming the field if it cannot be."""
     if raw is None:
         return None
     try:
+        if isinstance(raw, list | dict):
+            raise ValueError(raw)
         if ftype in ("int", "long"):
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
+            return int(raw) if isinstance(raw, int | float) else int(str(raw).strip())
+        if ftype in ("float", "double"):
             if isinstance(raw, bool):
                 raise ValueError(raw)
-            return int(raw)
-        if ftype in ("float", "double"):
             return float(raw)
         if ftype == "boolean":
             if isinstance(raw, bool):
                 return raw
-            s = str(raw).lower()
+            s = str(raw).strip().lower()
             if s not in ("true", "false"):
                 raise ValueError(raw)
             return s == "true"
         if ftype == "timestamp":
-            return raw if isinstance(raw, dt.datetime) else _parse_date(str(raw))
-    except (TypeError, ValueError):
+            if isinstance(raw, dt.datetime):
+                return raw
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                raw = str(raw)
+            return parse_date(str(raw))
+    except (TypeError, ValueError, OverflowError):
         raise invalid(f"the value {raw!r} of field '{field}' is not a valid {ftype}") from None
-    return str(raw)
+    return raw if isinstance(raw, str) else str(raw)
 
 
 class QueryCompiler:
+    """Compiles conditions on an inventory to SQLAlchemy clauses, from the catalogue alone."""
+
     def __init__(self, catalog: Catalog | None = None):
         self.cat = catalog or load_catalog()
 
-    def _expansions(self, inventory: str, api: ApiSpec | None) -> dict[str, dict]:
+    def expansions(self, inventory: str, api: ApiSpec | None = None) -> dict[str, dict]:
+        """The expansions of an inventory (plus the API's own, at the root of a query)."""
         exp = {e["field"]: e for e in self.cat.inventories[inventory].expanded}
         if api is not None:
             exp.update({e["field"]: e for e in api.expanded})
         return exp
 
-    def _field_type(self, inventory: str, field: str) -> str | None:
+    def available_expansions(self, inventory: str, api: ApiSpec | None = None) -> list[str]:
+        model = TARGETS[inventory].model
+        return sorted(f for f, e in self.expansions(inventory, api).items()
+                      if e["inventory"] in TARGETS and hasattr(model, e["foreignKey"]))
+
+    def field_type(self, inventory: str, field: str) -> str | None:
         for n, t in self.cat.inventories[inventory].fields:
             if n == field:
                 return t
         return None
 
-    def _compare(self, col: Any, op: str, value: Any) -> ColumnElement[bool]:
-        if op == "=":
-            return col == value
-        if op == "!=":
-            return col != value
-        if op == ">":
-            return col > value
-        if op == ">=":
-            return col >= value
-        if op == "<":
-            return col < value
-        if op == "<=":
-            return col <= value
-        if op == "in":
-            return col.in_(value)
-        if op == "not in":
-            return col.not_in(value)
-        if op == "like":
-            return col.like(value)
-        if op == "not like":
-            return col.not_like(value)
-        if op == "is null":
-            return col.is_(None)
+    def column_fields(self, inventory: str) -> list[str]:
+        """The inventory's fields stored as columns: those conditions, sortBy and groupBy take."""
+        model = TARGETS[inventory].model
+        return sorted(n for n, t in self.cat.inventories[inventory].fields if t != "list" and hasattr(model, n))
+
+    def column(self, inventory: str, field: str, what: str) -> tuple[Any, str]:
+        """The column of a plain field and its type, or a SYS.1007 error listing the valid ones."""
+        ftype = self.field_type(inventory, field)
+        model = TARGETS[inventory].model
+        if ftype is None or ftype == "list" or not hasattr(model, field):
+            raise invalid(f"'{field}' is not a {what} field of {inventory}; valid fields: "
+                          f"{self.column_fields(inventory)}")
+        return getattr(model, field), ftype
+
+    @staticmethod
+    def _compare(col: Any, op: str, value: Any, ftype: str) -> ColumnElement[bool]:
+        if op in ("like", "not like") and ftype != "string":
+            col = cast(col, String)
+        match op:
+            case "=":
+                return col.is_(None) if value is None else col == value
+            case "!=":
+                return col.is_not(None) if value is None else col != value
+            case ">":
+                return col > value
+            case ">=":
+                return col >= value
+            case "<":
+                return col < value
+            case "<=":
+                return col <= value
+            case "in":
+                return col.in_(value)
+            case "not in":
+                return col.not_in(value)
+            case "like":
+                return col.like(value)
+            case "not like":
+                return col.not_like(value)
+            case "is null":
+                return col.is_(None)
         return col.is_not(None)
 
     def condition(self, inventory: str, name: str, op: str, value: Any, api: ApiSpec | None = None,
-                  ) -> ColumnElement[bool]:
-        op = CLI_OPS.get(op, op).lower()
+                  path: str | None = None) -> ColumnElement[bool]:
+        """One condition on `inventory`; `path` is the full condition name, for error messages."""
+        path = path or name
+        op = CLI_OPS.get(op, op).strip().lower()
         if op not in OPS:
-            raise invalid(f"unknown query operator '{op}' in condition on '{name}'; valid: {sorted(OPS)}")
+            raise invalid(f"unknown query operator '{op}' in the condition on '{path}'; valid: {sorted(OPS)}")
         target = TARGETS.get(inventory)
         if target is None:
             raise invalid(f"{inventory} cannot be queried by this management node")
         model = target.model
         head, _, rest = name.partition(".")
         if head in TAG_FIELDS and not rest:
-            tag_model = TAG_FIELDS[head]
-            positive = NEGATIVE.get(op, op)
-            vals = self._values(head, "string", positive, value)
-            sub = select(tag_model.resourceUuid).where(self._compare(tag_model.tag, positive, vals))
-            inside = model.uuid.in_(sub)
-            return not_(inside) if op in NEGATIVE else inside
+            if not hasattr(model, "uuid"):
+                raise invalid(f"{inventory} has no uuid, so it carries no tags: '{path}' cannot be queried")
+            return self._tag_condition(model, TAG_FIELDS[head], op, value, head)
         if rest:
-            exp = self._expansions(inventory, api).get(head)
+            exps = self.expansions(inventory, api)
+            exp = exps.get(head)
             if exp is None:
-                valid = sorted(self._expansions(inventory, api))
-                raise invalid(f"'{head}' is not a field or expansion of {inventory}; expansions: {valid}")
+                raise invalid(f"'{head}' is not a field or expansion of {inventory} (in '{path}'); "
+                              f"expansions: {self.available_expansions(inventory, api)}")
             sub_target = TARGETS.get(exp["inventory"])
             if sub_target is None or not hasattr(model, exp["foreignKey"]):
-                raise invalid(f"the expansion '{head}' ({exp['inventory']}) of {inventory} is not "
-                              f"available on this management node")
-            inner = self.condition(exp["inventory"], rest, op, value)
-            sub_model = sub_target.model
-            sub = select(getattr(sub_model, exp["expandedInventoryKey"])).where(
-                inner, *self._base_where(sub_target))
+                raise invalid(f"the expansion '{head}' ({exp['inventory']}) of {inventory} in '{path}' is "
+                              f"not available on this management node; available expansions: "
+                              f"{self.available_expansions(inventory, api)}")
+            inner = self.condition(exp["inventory"], rest, op, value, path=path)
+            key = getattr(sub_target.model, exp["expandedInventoryKey"])
+            sub = select(key).where(inner, *self._base_where(sub_target))
             return getattr(model, exp["foreignKey"]).in_(sub)
-        ftype = self._field_type(inventory, head)
-        if ftype is None or not hasattr(model, head) or ftype == "list":
-            valid = sorted(n for n, t in self.cat.inventories[inventory].fields
-                           if hasattr(model, n) and t != "list")
-            raise invalid(f"'{head}' is not a queryable field of {inventory}; valid fields: {valid}"
-                          f"; expansions: {sorted(self._expansions(inventory, api))}")
-        return self._compare(getattr(model, head), op, self._values(head, ftype, op, value))
+        ftype = self.field_type(inventory, head)
+        if ftype is None or ftype == "list" or not hasattr(model, head):
+            where = f" (in '{path}')" if path != head else ""
+            raise invalid(f"'{head}' is not a queryable field of {inventory}{where}; valid fields: "
+                          f"{self.column_fields(inventory)}; expansions: "
+                          f"{self.available_expansions(inventory, api)}")
+        col = getattr(model, head)
+        return self._compare(col, op, self._values(path, ftype, op, value), ftype)
 
-    def _values(self, field: str, ftype: str, op: str, value: Any) -> Any:
+    def _tag_condition(self, model: type, tag_model: type, op: str, value: Any, head: str,
+                       ) -> ColumnElement[bool]:
+        tagged = select(tag_model.resourceUuid)
+        if op == "is null":
+            return not_(model.uuid.in_(tagged))
+        if op == "is not null":
+            return model.uuid.in_(tagged)
+        positive = NEGATIVE.get(op, op)
+        vals = self._values(head, "string", positive, value)
+        inside = model.uuid.in_(tagged.where(self._compare(tag_model.tag, positive, vals, "string")))
+        return not_(inside) if op in NEGATIVE else inside
+
+    @staticmethod
+    def _values(field: str, ftype: str, op: str, value: Any) -> Any:
         if op in ("is null", "is not null"):
             return None
         if op in ("in", "not in"):
-            items = value if isinstance(value, list) else [x for x in str(value).split(",")]
-            return [_typed(field, ftype, v) for v in items]
+            if value is None:
+                raise invalid(f"operator '{op}' on field '{field}' needs a list of values")
+            items = value if isinstance(value, list) else str(value).split(",")
+            return [typed_value(field, ftype, v) for v in items]
         if op in ("like", "not like"):
-            return str(value)
+            if value is None or isinstance(value, list | dict):
+                raise invalid(f"operator '{op}' on field '{field}' takes one pattern, got {value!r}")
+            return value if isinstance(value, str) else str(value)
         if isinstance(value, list):
             raise invalid(f"operator '{op}' on field '{field}' takes one value, got a list")
-        return _typed(field, ftype, value)
+        if value is None and op not in ("=", "!="):
+            raise invalid(f"operator '{op}' on field '{field}' needs a value")
+        return typed_value(field, ftype, value)
 
     @staticmethod
     def _base_where(t: Target) -> list[ColumnElement[bool]]:
         return [getattr(t.model, k) == v for k, v in t.where]
 
-    def select(self, inventory: str, conditions: list[dict], api: ApiSpec | None = None) -> Select:
-        target = TARGETS[inventory]
-        clauses = self._base_where(target)
+    def where(self, inventory: str, conditions: list[dict], api: ApiSpec | None = None,
+              ) -> list[ColumnElement[bool]]:
+        clauses = self._base_where(TARGETS[inventory])
+        if not isinstance(conditions, list):
+            raise invalid(f"'conditions' must be a list of {{name, op, value}}, got {conditions!r}")
         for c in conditions:
-            if not isinstance(c, dict) or "name" not in c or "op" not in c:
+            if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(c.get("op"), str):
                 raise invalid(f"a query condition must be an object with name, op and value: {c!r}")
-            clauses.append(self.condition(inventory, str(c["name"]), str(c["op"]), c.get("value"), api))
-        return select(target.model).where(and_(*clauses)) if clauses else select(target.model)
+            clauses.append(self.condition(inventory, c["name"], c["op"], c.get("value"), api))
+        return clauses
+
+    def select(self, inventory: str, conditions: list[dict], api: ApiSpec | None = None,
+               group_by: str | None = None) -> Select:
+        """SELECT of the matching rows; with group_by, one row per distinct value (smallest key)."""
+        model = TARGETS[inventory].model
+        clauses = self.where(inventory, conditions, api)
+        if group_by:
+            col, _ = self.column(inventory, group_by, "groupBy")
+            pk = model.__mapper__.primary_key[0]
+            firsts = select(func.min(pk)).where(*clauses).group_by(col)
+            return select(model).where(pk.in_(firsts))
+        return select(model).where(and_(*clauses)) if clauses else select(model)
+
+
+def _int_param(msg: dict[str, Any], name: str, default: int | None) -> int | None:
+    v = msg.get(name)
+    if v is None:
+        return default
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise invalid(f"'{name}' must be an integer, got {v!r}") from None
+    if isinstance(v, bool) or n < 0:
+        raise invalid(f"'{name}' must be a non-negative integer, got {v!r}")
+    return n
 
 
 def run_query(s: Session, api: ApiSpec, msg: dict[str, Any]) -> dict[str, Any]:
@@ -198,34 +301,35 @@ def run_query(s: Session, api: ApiSpec, msg: dict[str, Any]) -> dict[str, Any]:
     if inventory is None or inventory not in TARGETS:
         raise invalid(f"{api.name} is not available on this management node")
     qc = QueryCompiler()
-    base = qc.select(inventory, msg.get("conditions") or [], api)
+    base = qc.select(inventory, msg.get("conditions") or [], api, msg.get("groupBy") or None)
     model = TARGETS[inventory].model
-    reply: dict[str, Any] = {}
-    if msg.get("count") or msg.get("replyWithCount"):
-        total = s.scalar(select(func.count()).select_from(base.subquery()))
-        reply["total"] = int(total or 0)
-        if msg.get("count"):
-            reply["inventories"] = []
-            return reply
-    q = base
-    sort_by = msg.get("sortBy")
-    if sort_by:
-        if not hasattr(model, sort_by) or qc._field_type(inventory, sort_by) in (None, "list"):
-            raise invalid(f"cannot sort {inventory} by '{sort_by}': not a field")
-        col = getattr(model, sort_by)
-        q = q.order_by(col.desc() if (msg.get("sortDirection") or "asc") == "desc" else col.asc())
-    pk = model.__mapper__.primary_key[0]
-    q = q.order_by(pk)
-    limit = msg.get("limit")
-    q = q.limit(1000 if limit is None else int(limit))
-    if msg.get("start"):
-        q = q.offset(int(msg["start"]))
+    limit = _int_param(msg, "limit", DEFAULT_LIMIT)
+    start = _int_param(msg, "start", 0)
     fields = msg.get("fields") or None
     if fields:
-        known = {n for n, _ in qc.cat.inventories[inventory].fields}
+        known = [n for n, _ in qc.cat.inventories[inventory].fields]
         bad = [f for f in fields if f not in known]
         if bad:
             raise invalid(f"unknown fields {bad} of {inventory}; valid: {sorted(known)}")
+    reply: dict[str, Any] = {}
+    if msg.get("count") or msg.get("replyWithCount"):
+        total = s.scalar(select(func.count()).select_from(base.order_by(None).subquery()))
+        reply["total"] = int(total or 0)
+        if msg.get("count"):
+            return reply  # ZStack answers a count with the total alone
+    q = base
+    sort_by = msg.get("sortBy")
+    if sort_by:
+        col, _ = qc.column(inventory, sort_by, "sortBy")
+        direction = str(msg.get("sortDirection") or "asc").lower()
+        if direction not in ("asc", "desc"):
+            raise invalid(f"sortDirection must be asc or desc, got {direction!r}")
+        # NULLs first ascending and last descending, alike on every database.
+        nulls = case((col.is_(None), 0), else_=1)
+        q = q.order_by(nulls.asc(), col.asc()) if direction == "asc" else q.order_by(nulls.desc(), col.desc())
+    q = q.order_by(model.__mapper__.primary_key[0]).limit(limit)
+    if start:
+        q = q.offset(start)
     rows = s.scalars(q).all()
     reply["inventories"] = to_inventories(s, rows, fields)
     return reply

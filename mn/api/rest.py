@@ -3,7 +3,8 @@
 - Session: `Authorization: OAuth <session uuid>`.
 - POST bodies carry {"params": {...}, "systemTags": [...], "userTags": [...]}; PUT actions carry
   {"<apiName with lower-case first letter>": {...}}; GET and DELETE take the query string.
-- Queries: repeated `q=<field><op><value>`, limit, start, count, replyWithCount, sort=+f|-f, fields.
+- Queries: repeated `q=<field><op><value>`, limit, start, count, replyWithCount, groupBy,
+  sort=+f|-f (or sortBy and sortDirection), fields; GET .../<resources>/{uuid} adds uuid=<uuid>.
 - Sync calls answer 200; async calls answer 202 {"location": ".../zstack/v1/api-jobs/<uuid>"},
   which answers 202 while running, 200 with the result, 503 with the error.
 """
@@ -70,7 +71,7 @@ def _error(err: ApiError, status: int):
 def _query_params() -> dict[str, Any]:
     args = request.args
     out: dict[str, Any] = {"conditions": [parse_condition(q) for q in args.getlist("q")]}
-    for k in ("limit", "start", "count", "replyWithCount", "groupBy", "filterName"):
+    for k in ("limit", "start", "count", "replyWithCount", "groupBy", "filterName", "sortBy", "sortDirection"):
         if k in args:
             out[k] = args[k]
     if "sort" in args:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mn.db.base import Base, Resource, uuid_fk
@@ -11,7 +11,7 @@ from mn.db.base import Base, Resource, uuid_fk
 class Zone(Resource, Base):
     __tablename__ = "zone"
     __inventory__ = "ZoneInventory"
-    state: Mapped[str] = mapped_column(String(32), default="Enabled")
+    state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
     type: Mapped[str] = mapped_column(String(32), default="zstack")
     isDefault: Mapped[bool] = mapped_column(default=False)
 
@@ -20,8 +20,8 @@ class Cluster(Resource, Base):
     __tablename__ = "cluster"
     __inventory__ = "ClusterInventory"
     zoneUuid: Mapped[str] = uuid_fk("zone.uuid")
-    state: Mapped[str] = mapped_column(String(32), default="Enabled")
-    hypervisorType: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
+    hypervisorType: Mapped[str] = mapped_column(String(32), index=True)
     type: Mapped[str] = mapped_column(String(32), default="zstack")
     architecture: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
@@ -30,6 +30,7 @@ class Host(Resource, Base):
     """A hypervisor host. `status` is connectivity, `state` is the admin state."""
 
     __tablename__ = "host"
+    __table_args__ = (Index("ix_host_createDate", "createDate"),)
     __inventory__ = "HostInventory"
     zoneUuid: Mapped[str] = uuid_fk("zone.uuid")
     clusterUuid: Mapped[str] = uuid_fk("cluster.uuid")

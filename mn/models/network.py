@@ -40,10 +40,10 @@ class L2NetworkClusterRef(Timestamps, Base):
 class L3Network(Resource, Base):
     __tablename__ = "l3_network"
     __inventory__ = "L3NetworkInventory"
-    type: Mapped[str] = mapped_column(String(64), default="L3BasicNetwork")
+    type: Mapped[str] = mapped_column(String(64), default="L3BasicNetwork", index=True)
     zoneUuid: Mapped[str] = uuid_fk("zone.uuid")
     l2NetworkUuid: Mapped[str] = uuid_fk("l2_network.uuid")
-    state: Mapped[str] = mapped_column(String(32), default="Enabled")
+    state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
     dnsDomain: Mapped[str | None] = mapped_column(String(255), nullable=True)
     system: Mapped[bool] = mapped_column(default=False)
     category: Mapped[str] = mapped_column(String(32), default="Private")
@@ -92,4 +92,4 @@ class UsedIp(Timestamps, Base):
     usedFor: Mapped[str] = mapped_column(String(64), default="Vip")
     ipInLong: Mapped[int] = mapped_column(BigInteger)
     vmNicUuid: Mapped[str | None] = mapped_column(
-        String(32), ForeignKey("vm_nic.uuid", ondelete="SET NULL", use_alter=True), nullable=True, index=True)
+        String(32), ForeignKey("vm_nic.uuid", ondelete="SET NULL"), nullable=True, index=True)

@@ -18,7 +18,7 @@ class InstanceOffering(Resource, Base):
     type: Mapped[str] = mapped_column(String(64), default="UserVm")
     allocatorStrategy: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sortKey: Mapped[int] = mapped_column(Integer, default=0)
-    state: Mapped[str] = mapped_column(String(32), default="Enabled")
+    state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
 
 
 class DiskOffering(Resource, Base):
@@ -26,6 +26,6 @@ class DiskOffering(Resource, Base):
     __inventory__ = "DiskOfferingInventory"
     diskSize: Mapped[int] = mapped_column(BigInteger)
     sortKey: Mapped[int] = mapped_column(Integer, default=0)
-    state: Mapped[str] = mapped_column(String(32), default="Enabled")
+    state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
     type: Mapped[str] = mapped_column(String(64), default="zstack")
     allocatorStrategy: Mapped[str | None] = mapped_column(String(64), nullable=True)

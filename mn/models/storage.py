@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mn.db.base import Base, Resource, Timestamps, uuid_fk
@@ -13,9 +13,9 @@ class PrimaryStorage(Resource, Base):
     __inventory__ = "PrimaryStorageInventory"
     zoneUuid: Mapped[str] = uuid_fk("zone.uuid")
     url: Mapped[str] = mapped_column(String(2048))
-    type: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(32), default="Enabled")
-    status: Mapped[str] = mapped_column(String(32), default="Connecting")
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
+    status: Mapped[str] = mapped_column(String(32), default="Connecting", index=True)
     mountPath: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     totalCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
     availableCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -38,9 +38,9 @@ class BackupStorage(Resource, Base):
     __tablename__ = "backup_storage"
     __inventory__ = "BackupStorageInventory"
     url: Mapped[str] = mapped_column(String(2048))
-    type: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(32), default="Enabled")
-    status: Mapped[str] = mapped_column(String(32), default="Connecting")
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
+    status: Mapped[str] = mapped_column(String(32), default="Connecting", index=True)
     totalCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
     availableCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
     agentUrl: Mapped[str | None] = mapped_column(String(1024), nullable=True)
@@ -58,13 +58,14 @@ class BackupStorageZoneRef(Timestamps, Base):
 class Image(Resource, Base):
     __tablename__ = "image"
     __inventory__ = "ImageInventory"
-    state: Mapped[str] = mapped_column(String(32), default="Enabled")
-    status: Mapped[str] = mapped_column(String(32), default="Downloading")
+    __table_args__ = (Index("ix_image_createDate", "createDate"),)
+    state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
+    status: Mapped[str] = mapped_column(String(32), default="Downloading", index=True)
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     actualSize: Mapped[int] = mapped_column(BigInteger, default=0)
     md5Sum: Mapped[str | None] = mapped_column(String(255), nullable=True)
     url: Mapped[str] = mapped_column(String(2048))
-    mediaType: Mapped[str] = mapped_column(String(64), default="RootVolumeTemplate")
+    mediaType: Mapped[str] = mapped_column(String(64), default="RootVolumeTemplate", index=True)
     guestOsType: Mapped[str | None] = mapped_column(String(255), nullable=True)
     type: Mapped[str] = mapped_column(String(64), default="zstack")
     platform: Mapped[str] = mapped_column(String(64), default="Linux")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import String
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mn.db.base import Base, Timestamps, new_uuid
@@ -19,10 +19,12 @@ class _Tag(Timestamps):
 class SystemTag(_Tag, Base):
     __tablename__ = "system_tag"
     __inventory__ = "SystemTagInventory"
+    __table_args__ = (Index("ix_system_tag_tag_resourceUuid", "tag", "resourceUuid", mysql_length={"tag": 255}),)
     inherent: Mapped[bool] = mapped_column(default=False)
 
 
 class UserTag(_Tag, Base):
     __tablename__ = "user_tag"
     __inventory__ = "UserTagInventory"
+    __table_args__ = (Index("ix_user_tag_tag_resourceUuid", "tag", "resourceUuid", mysql_length={"tag": 255}),)
     tagPatternUuid: Mapped[str | None] = mapped_column(String(32), nullable=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mn.db.base import Base, Resource, uuid_fk
@@ -13,6 +13,7 @@ from mn.db.base import Base, Resource, uuid_fk
 class VmInstance(Resource, Base):
     __tablename__ = "vm_instance"
     __inventory__ = "VmInstanceInventory"
+    __table_args__ = (Index("ix_vm_instance_createDate", "createDate"),)
     zoneUuid: Mapped[str | None] = uuid_fk("zone.uuid", nullable=True, ondelete="SET NULL")
     clusterUuid: Mapped[str | None] = uuid_fk("cluster.uuid", nullable=True, ondelete="SET NULL")
     imageUuid: Mapped[str | None] = uuid_fk("image.uuid", nullable=True, ondelete="SET NULL")
@@ -24,8 +25,8 @@ class VmInstance(Resource, Base):
     platform: Mapped[str | None] = mapped_column(String(64), nullable=True)
     architecture: Mapped[str | None] = mapped_column(String(32), nullable=True)
     defaultL3NetworkUuid: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    type: Mapped[str] = mapped_column(String(64), default="UserVm")
-    hypervisorType: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    type: Mapped[str] = mapped_column(String(64), default="UserVm", index=True)
+    hypervisorType: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     memorySize: Mapped[int] = mapped_column(BigInteger)
     reservedMemorySize: Mapped[int] = mapped_column(BigInteger, default=0)
     cpuNum: Mapped[int] = mapped_column(Integer)
@@ -60,6 +61,7 @@ class VmNic(Resource, Base):
 class Volume(Resource, Base):
     __tablename__ = "volume"
     __inventory__ = "VolumeInventory"
+    __table_args__ = (Index("ix_volume_createDate", "createDate"),)
     primaryStorageUuid: Mapped[str | None] = uuid_fk("primary_storage.uuid", nullable=True,
                                                      ondelete="SET NULL")
     vmInstanceUuid: Mapped[str | None] = uuid_fk("vm_instance.uuid", nullable=True, ondelete="SET NULL")
@@ -71,7 +73,7 @@ class Volume(Resource, Base):
     size: Mapped[int] = mapped_column(BigInteger)
     actualSize: Mapped[int] = mapped_column(BigInteger, default=0)
     deviceId: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    state: Mapped[str] = mapped_column(String(32), default="Enabled")
+    state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
     status: Mapped[str] = mapped_column(String(32), default="NotInstantiated", index=True)
     isShareable: Mapped[bool] = mapped_column(default=False)
     volumeQos: Mapped[str | None] = mapped_column(String(255), nullable=True)

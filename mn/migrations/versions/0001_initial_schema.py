@@ -474,31 +474,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_vm_instance_state'), ['state'], unique=False)
         batch_op.create_index(batch_op.f('ix_vm_instance_zoneUuid'), ['zoneUuid'], unique=False)
 
-    op.create_table('used_ip',
-    sa.Column('uuid', sa.String(length=32), nullable=False),
-    sa.Column('ipRangeUuid', sa.String(length=32), nullable=False),
-    sa.Column('l3NetworkUuid', sa.String(length=32), nullable=False),
-    sa.Column('ipVersion', sa.Integer(), nullable=False),
-    sa.Column('ip', sa.String(length=64), nullable=False),
-    sa.Column('netmask', sa.String(length=64), nullable=False),
-    sa.Column('gateway', sa.String(length=64), nullable=True),
-    sa.Column('usedFor', sa.String(length=64), nullable=False),
-    sa.Column('ipInLong', sa.BigInteger(), nullable=False),
-    sa.Column('vmNicUuid', sa.String(length=32), nullable=True),
-    sa.Column('createDate', sa.DateTime(), server_default=sa.func.now(), nullable=False),
-    sa.Column('lastOpDate', sa.DateTime(), server_default=sa.func.now(), nullable=False),
-    sa.ForeignKeyConstraint(['ipRangeUuid'], ['ip_range.uuid'], name=op.f('fk_used_ip_ipRangeUuid_ip_range'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['l3NetworkUuid'], ['l3_network.uuid'], name=op.f('fk_used_ip_l3NetworkUuid_l3_network'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['vmNicUuid'], ['vm_nic.uuid'], name=op.f('fk_used_ip_vmNicUuid_vm_nic'), ondelete='SET NULL', use_alter=True),
-    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_used_ip')),
-    sa.UniqueConstraint('l3NetworkUuid', 'ipInLong', name=op.f('uq_used_ip_l3NetworkUuid_ipInLong'))
-    )
-    with op.batch_alter_table('used_ip', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_used_ip_ip'), ['ip'], unique=False)
-        batch_op.create_index(batch_op.f('ix_used_ip_ipRangeUuid'), ['ipRangeUuid'], unique=False)
-        batch_op.create_index(batch_op.f('ix_used_ip_l3NetworkUuid'), ['l3NetworkUuid'], unique=False)
-        batch_op.create_index(batch_op.f('ix_used_ip_vmNicUuid'), ['vmNicUuid'], unique=False)
-
     op.create_table('vm_nic',
     sa.Column('name', sa.String(length=255), nullable=True),
     sa.Column('vmInstanceUuid', sa.String(length=32), nullable=True),
@@ -530,6 +505,31 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_vm_nic_l3NetworkUuid'), ['l3NetworkUuid'], unique=False)
         batch_op.create_index(batch_op.f('ix_vm_nic_usedIpUuid'), ['usedIpUuid'], unique=False)
         batch_op.create_index(batch_op.f('ix_vm_nic_vmInstanceUuid'), ['vmInstanceUuid'], unique=False)
+
+    op.create_table('used_ip',
+    sa.Column('uuid', sa.String(length=32), nullable=False),
+    sa.Column('ipRangeUuid', sa.String(length=32), nullable=False),
+    sa.Column('l3NetworkUuid', sa.String(length=32), nullable=False),
+    sa.Column('ipVersion', sa.Integer(), nullable=False),
+    sa.Column('ip', sa.String(length=64), nullable=False),
+    sa.Column('netmask', sa.String(length=64), nullable=False),
+    sa.Column('gateway', sa.String(length=64), nullable=True),
+    sa.Column('usedFor', sa.String(length=64), nullable=False),
+    sa.Column('ipInLong', sa.BigInteger(), nullable=False),
+    sa.Column('vmNicUuid', sa.String(length=32), nullable=True),
+    sa.Column('createDate', sa.DateTime(), server_default=sa.func.now(), nullable=False),
+    sa.Column('lastOpDate', sa.DateTime(), server_default=sa.func.now(), nullable=False),
+    sa.ForeignKeyConstraint(['ipRangeUuid'], ['ip_range.uuid'], name=op.f('fk_used_ip_ipRangeUuid_ip_range'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['l3NetworkUuid'], ['l3_network.uuid'], name=op.f('fk_used_ip_l3NetworkUuid_l3_network'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['vmNicUuid'], ['vm_nic.uuid'], name=op.f('fk_used_ip_vmNicUuid_vm_nic'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('uuid', name=op.f('pk_used_ip')),
+    sa.UniqueConstraint('l3NetworkUuid', 'ipInLong', name=op.f('uq_used_ip_l3NetworkUuid_ipInLong'))
+    )
+    with op.batch_alter_table('used_ip', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_used_ip_ip'), ['ip'], unique=False)
+        batch_op.create_index(batch_op.f('ix_used_ip_ipRangeUuid'), ['ipRangeUuid'], unique=False)
+        batch_op.create_index(batch_op.f('ix_used_ip_l3NetworkUuid'), ['l3NetworkUuid'], unique=False)
+        batch_op.create_index(batch_op.f('ix_used_ip_vmNicUuid'), ['vmNicUuid'], unique=False)
 
     op.create_table('volume',
     sa.Column('primaryStorageUuid', sa.String(length=32), nullable=True),
@@ -576,147 +576,31 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('volume', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_volume_vmInstanceUuid'))
-        batch_op.drop_index(batch_op.f('ix_volume_type'))
-        batch_op.drop_index(batch_op.f('ix_volume_status'))
-        batch_op.drop_index(batch_op.f('ix_volume_rootImageUuid'))
-        batch_op.drop_index(batch_op.f('ix_volume_primaryStorageUuid'))
-        batch_op.drop_index(batch_op.f('ix_volume_name'))
-        batch_op.drop_index(batch_op.f('ix_volume_hostUuid'))
-        batch_op.drop_index(batch_op.f('ix_volume_diskOfferingUuid'))
-
+    # Dropping a table drops its indexes (MySQL refuses to drop an index a foreign key still uses).
     op.drop_table('volume')
-    with op.batch_alter_table('vm_nic', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_vm_nic_vmInstanceUuid'))
-        batch_op.drop_index(batch_op.f('ix_vm_nic_usedIpUuid'))
-        batch_op.drop_index(batch_op.f('ix_vm_nic_l3NetworkUuid'))
-        batch_op.drop_index(batch_op.f('ix_vm_nic_ip'))
-
-    op.drop_table('vm_nic')
-    with op.batch_alter_table('used_ip', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_used_ip_vmNicUuid'))
-        batch_op.drop_index(batch_op.f('ix_used_ip_l3NetworkUuid'))
-        batch_op.drop_index(batch_op.f('ix_used_ip_ipRangeUuid'))
-        batch_op.drop_index(batch_op.f('ix_used_ip_ip'))
-
     op.drop_table('used_ip')
-    with op.batch_alter_table('vm_instance', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_vm_instance_zoneUuid'))
-        batch_op.drop_index(batch_op.f('ix_vm_instance_state'))
-        batch_op.drop_index(batch_op.f('ix_vm_instance_rootVolumeUuid'))
-        batch_op.drop_index(batch_op.f('ix_vm_instance_name'))
-        batch_op.drop_index(batch_op.f('ix_vm_instance_lastHostUuid'))
-        batch_op.drop_index(batch_op.f('ix_vm_instance_instanceOfferingUuid'))
-        batch_op.drop_index(batch_op.f('ix_vm_instance_imageUuid'))
-        batch_op.drop_index(batch_op.f('ix_vm_instance_hostUuid'))
-        batch_op.drop_index(batch_op.f('ix_vm_instance_clusterUuid'))
-
+    op.drop_table('vm_nic')
     op.drop_table('vm_instance')
-    with op.batch_alter_table('l3_network_dns', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_l3_network_dns_l3NetworkUuid'))
-
     op.drop_table('l3_network_dns')
-    with op.batch_alter_table('ip_range', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_ip_range_name'))
-        batch_op.drop_index(batch_op.f('ix_ip_range_l3NetworkUuid'))
-
     op.drop_table('ip_range')
-    with op.batch_alter_table('primary_storage_cluster_ref', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_primary_storage_cluster_ref_primaryStorageUuid'))
-        batch_op.drop_index(batch_op.f('ix_primary_storage_cluster_ref_clusterUuid'))
-
     op.drop_table('primary_storage_cluster_ref')
-    with op.batch_alter_table('l3_network', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_l3_network_zoneUuid'))
-        batch_op.drop_index(batch_op.f('ix_l3_network_name'))
-        batch_op.drop_index(batch_op.f('ix_l3_network_l2NetworkUuid'))
-
     op.drop_table('l3_network')
-    with op.batch_alter_table('l2_network_cluster_ref', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_l2_network_cluster_ref_l2NetworkUuid'))
-        batch_op.drop_index(batch_op.f('ix_l2_network_cluster_ref_clusterUuid'))
-
     op.drop_table('l2_network_cluster_ref')
-    with op.batch_alter_table('host', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_host_zoneUuid'))
-        batch_op.drop_index(batch_op.f('ix_host_status'))
-        batch_op.drop_index(batch_op.f('ix_host_state'))
-        batch_op.drop_index(batch_op.f('ix_host_name'))
-        batch_op.drop_index(batch_op.f('ix_host_managementIp'))
-        batch_op.drop_index(batch_op.f('ix_host_hypervisorType'))
-        batch_op.drop_index(batch_op.f('ix_host_clusterUuid'))
-
     op.drop_table('host')
-    with op.batch_alter_table('session', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_session_expiredDate'))
-        batch_op.drop_index(batch_op.f('ix_session_accountUuid'))
-
     op.drop_table('session')
-    with op.batch_alter_table('primary_storage', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_primary_storage_zoneUuid'))
-        batch_op.drop_index(batch_op.f('ix_primary_storage_name'))
-
     op.drop_table('primary_storage')
-    with op.batch_alter_table('l2_network', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_l2_network_zoneUuid'))
-        batch_op.drop_index(batch_op.f('ix_l2_network_type'))
-        batch_op.drop_index(batch_op.f('ix_l2_network_name'))
-
     op.drop_table('l2_network')
-    with op.batch_alter_table('image_backup_storage_ref', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_image_backup_storage_ref_imageUuid'))
-        batch_op.drop_index(batch_op.f('ix_image_backup_storage_ref_backupStorageUuid'))
-
     op.drop_table('image_backup_storage_ref')
-    with op.batch_alter_table('cluster', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_cluster_zoneUuid'))
-        batch_op.drop_index(batch_op.f('ix_cluster_name'))
-
     op.drop_table('cluster')
-    with op.batch_alter_table('backup_storage_zone_ref', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_backup_storage_zone_ref_zoneUuid'))
-        batch_op.drop_index(batch_op.f('ix_backup_storage_zone_ref_backupStorageUuid'))
-
     op.drop_table('backup_storage_zone_ref')
-    with op.batch_alter_table('zone', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_zone_name'))
-
     op.drop_table('zone')
-    with op.batch_alter_table('user_tag', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_user_tag_resourceUuid'))
-        batch_op.drop_index(batch_op.f('ix_user_tag_resourceType'))
-
     op.drop_table('user_tag')
-    with op.batch_alter_table('system_tag', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_system_tag_resourceUuid'))
-        batch_op.drop_index(batch_op.f('ix_system_tag_resourceType'))
-
     op.drop_table('system_tag')
     op.drop_table('management_node')
-    with op.batch_alter_table('instance_offering', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_instance_offering_name'))
-
     op.drop_table('instance_offering')
-    with op.batch_alter_table('image', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_image_name'))
-
     op.drop_table('image')
     op.drop_table('global_config')
-    with op.batch_alter_table('disk_offering', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_disk_offering_name'))
-
     op.drop_table('disk_offering')
-    with op.batch_alter_table('backup_storage', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_backup_storage_name'))
-
     op.drop_table('backup_storage')
-    with op.batch_alter_table('api_job', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_api_job_state'))
-        batch_op.drop_index(batch_op.f('ix_api_job_managementNodeUuid'))
-
     op.drop_table('api_job')
-    with op.batch_alter_table('account', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_account_name'))
-
     op.drop_table('account')
