@@ -37,11 +37,8 @@ def db_url(request, tmp_path) -> Iterator[str]:
     admin, url, create, drop = SERVERS[kind]
     name = f"zstack_mig_{uuidlib.uuid4().hex[:8]}"
     eng = create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with eng.connect() as c:
-            c.execute(text(create.format(name)))
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"{kind} server not reachable: {exc.__class__.__name__}")
+    with eng.connect() as c:  # the test machines run both servers: unreachable is a failure
+        c.execute(text(create.format(name)))
     try:
         yield url.format(name)
     finally:
