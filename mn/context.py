@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from mn.agent import AgentClient
 from mn.config import MNConfig
 from mn.db.engine import Database
-from mn.flow import Flow
+from mn.flow import Flow, Step
 from mn.globalconfig import GlobalConfigStore
 from mn.models import ApiJob
 
@@ -36,6 +39,7 @@ class ApiContext:
     account_uuid: str | None = None
     session_uuid: str | None = None
     job_uuid: str | None = None
+    pending_journal: str | None = None
 
     @property
     def db(self) -> Database:
@@ -53,17 +57,31 @@ class ApiContext:
     def config(self) -> MNConfig:
         return self.svc.config
 
-    def journal(self, flow: str, done: list[str], data: dict[str, Any]) -> None:
+    def journal(self, flow: str, done: list[str], data: dict[str, Any], step: Step | None = None) -> None:
         """Persist a flow's progress on the job row (crash recovery reads it back).
 
         The final "nothing in flight" entry is not written: the job's end (JobRunner.finish)
-        clears flowState in the same update that records the result.
+        clears flowState in the same update that records the result. For a step that journals
+        in its own transaction, the entry is kept until that step opens flow_tx().
         """
         if self.job_uuid is None or not done:
             return
         state = json.dumps({"flow": flow, "done": done, "data": data})
+        if step is not None and step.journal_in_step:
+            self.pending_journal = state
+            return
         with self.db.tx() as s:
             s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid).values(flowState=state))
+
+    @contextmanager
+    def flow_tx(self) -> Iterator[Session]:
+        """A write transaction that also commits the pending journal entry of the running step."""
+        with self.db.tx() as s:
+            if self.pending_journal is not None:
+                s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid)
+                          .values(flowState=self.pending_journal))
+                self.pending_journal = None
+            yield s
 
     def run_flow(self, flow: Flow, data: dict[str, Any]) -> dict[str, Any]:
         faults = self.svc.extras.get("flow_faults")

@@ -4,7 +4,7 @@ Invariants:
 - Steps run in order; `data` (a JSON-serialisable dict) carries what steps produce.
 - When a step fails, every completed step is rolled back in reverse order; a rollback failure is
   logged and does not hide the original error, which is re-raised.
-- If a journal is given, it is called after each completed step with (flow name, completed step
+- If a journal is given, it is called before each step that has a rollback with (flow name, step
   names, data), so a restarted MN can rebuild the flow by name (FLOWS) and roll it back.
 """
 
@@ -20,7 +20,7 @@ from mn.errors import OPERATION_ERROR, ApiError
 log = logging.getLogger(__name__)
 
 StepFn = Callable[[Any, dict[str, Any]], None]
-Journal = Callable[[str, list[str], dict[str, Any]], None]
+Journal = Callable[[str, list[str], dict[str, Any], "Step | None"], None]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class Step:
     name: str
     run: StepFn
     rollback: StepFn | None = None
+    # The step writes the journal entry that announces it inside its own (single) database
+    # transaction (ApiContext.flow_tx), so the entry and the step's effects commit together.
+    journal_in_step: bool = False
 
 
 class FlowError(Exception):
@@ -56,7 +59,7 @@ class Flow:
             try:
                 if journal is not None and step.rollback is not None:
                     # A step without rollback leaves recovery nothing to undo: no entry needed.
-                    journal(self.name, [s.name for s in done] + [step.name], data)
+                    journal(self.name, [s.name for s in done] + [step.name], data, step)
                 step.run(ctx, data)
                 done.append(step)
                 if fault is not None and fault(f"{self.name}:{step.name}"):
@@ -66,10 +69,10 @@ class Flow:
                          self.name, step.name, exc, len(done))
                 self._rollback(ctx, data, done)
                 if journal is not None:
-                    journal(self.name, [], data)
+                    journal(self.name, [], data, None)
                 raise
         if journal is not None:
-            journal(self.name, [], data)
+            journal(self.name, [], data, None)
         return data
 
     def rollback_completed(self, ctx: Any, data: dict[str, Any], completed: list[str]) -> None:

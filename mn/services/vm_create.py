@@ -201,7 +201,7 @@ def _host_request(ctx: ApiContext, p: dict[str, Any], **over: Any) -> host_alloc
 def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
     p = d["plan"]
     ps_ratio = ctx.gconf.get(PS_OVER_PROVISIONING)
-    with ctx.db.tx() as s:
+    with ctx.flow_tx() as s:  # the journal entry announcing this step commits with its effects
         start = p["strategy"] == "InstantStart"
         host_uuid = None
         if start:
@@ -308,11 +308,14 @@ def _root_volume(ctx: ApiContext, d: dict[str, Any]) -> None:
                                            backupStorageUuid=bs_uuid, backupStorageUrl=bs_url,
                                            size=vol.size, hostUuid=vol.hostUuid)
     rsp = ctx.agents.send(url, cmd, VolumeRsp)
-    d["installed"] = {**d.get("installed", {}), vol_uuid: {"url": url, "path": rsp.installPath,
-                                                            "ps": vol.primaryStorageUuid, "host": vol.hostUuid}}
-    with ctx.db.tx() as s:
-        s.execute(update(Volume).where(Volume.uuid == vol_uuid).values(
-            installPath=rsp.installPath, actualSize=rsp.actualSize, size=max(rsp.size, vol.size)))
+    _installed(d, vol, url, rsp)
+
+
+def _installed(d: dict[str, Any], vol: Volume, url: str, rsp: VolumeRsp) -> None:
+    """Record a volume the agent created; `finalize` writes it to the database (one transaction)."""
+    d["installed"] = {**d.get("installed", {}), vol.uuid: {
+        "url": url, "path": rsp.installPath, "ps": vol.primaryStorageUuid, "host": vol.hostUuid,
+        "size": max(rsp.size, vol.size), "actualSize": rsp.actualSize}}
 
 
 def _delete_installed(ctx: ApiContext, d: dict[str, Any], uuids: list[str]) -> None:
@@ -336,11 +339,7 @@ def _data_volumes(ctx: ApiContext, d: dict[str, Any]) -> None:
             url = ps_url(s, vol.primaryStorageUuid, vol.hostUuid)
         rsp = ctx.agents.send(url, CreateEmptyVolumeCmd(psUuid=vol.primaryStorageUuid, volumeUuid=vol_uuid,
                                                         size=vol.size, hostUuid=vol.hostUuid), VolumeRsp)
-        d["installed"] = {**d.get("installed", {}), vol_uuid: {
-            "url": url, "path": rsp.installPath, "ps": vol.primaryStorageUuid, "host": vol.hostUuid}}
-        with ctx.db.tx() as s:
-            s.execute(update(Volume).where(Volume.uuid == vol_uuid).values(
-                installPath=rsp.installPath, actualSize=rsp.actualSize))
+        _installed(d, vol, url, rsp)
 
 
 def _data_volumes_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
@@ -351,20 +350,29 @@ def _prepare_net(ctx: ApiContext, d: dict[str, Any]) -> None:
     extensions.call_all(extensions.VM_BEFORE_START, ctx, d["plan"]["vm_uuid"], d["reserved"]["host"])
 
 
-def start_command(s: Session, vm: VmInstance) -> StartVmCmd:
+def start_command(s: Session, vm: VmInstance, installed: dict[str, dict] | None = None) -> StartVmCmd:
+    """The StartVmCmd of a VM; `installed` gives install paths not yet written to the database."""
     from mn.services.vm_common import vm_devices
 
     dev = vm_devices(s, vm.uuid)
+
+    def to(v: Volume) -> Any:
+        t = volume_to(v)
+        if installed and v.uuid in installed:
+            t.installPath = installed[v.uuid]["path"]
+            t.size = installed[v.uuid]["size"]
+        return t
+
     return StartVmCmd(vmInstanceUuid=vm.uuid, vmName=vm.name, cpuNum=vm.cpuNum, memory=vm.memorySize,
-                      cpuSpeed=vm.cpuSpeed, hostUuid=vm.hostUuid, rootVolume=volume_to(dev["root"]),
-                      dataVolumes=[volume_to(v) for v in dev["data"]], nics=nic_tos(s, dev["nics"]),
+                      cpuSpeed=vm.cpuSpeed, hostUuid=vm.hostUuid, rootVolume=to(dev["root"]),
+                      dataVolumes=[to(v) for v in dev["data"]], nics=nic_tos(s, dev["nics"]),
                       bootDev="hd")
 
 
 def _start(ctx: ApiContext, d: dict[str, Any]) -> None:
     with ctx.db.ro() as s:
         vm = s.get(VmInstance, d["plan"]["vm_uuid"])
-        cmd = start_command(s, vm)
+        cmd = start_command(s, vm, d.get("installed"))
         url = host_url(s, d["reserved"]["host"])
     ctx.agents.send(url, cmd)
 
@@ -383,11 +391,12 @@ def _finalize(ctx: ApiContext, d: dict[str, Any]) -> None:
         if final == STOPPED:
             values["hostUuid"] = None
         s.execute(update(VmInstance).where(VmInstance.uuid == p["vm_uuid"]).values(**values))
-        if final != CREATED:
-            s.execute(update(Volume).where(Volume.vmInstanceUuid == p["vm_uuid"]).values(status="Ready"))
+        for vol_uuid, info in d.get("installed", {}).items():
+            s.execute(update(Volume).where(Volume.uuid == vol_uuid).values(
+                installPath=info["path"], size=info["size"], actualSize=info["actualSize"], status="Ready"))
 
 
-ALLOCATE = Step("allocate", _allocate, _allocate_rollback)
+ALLOCATE = Step("allocate", _allocate, _allocate_rollback, journal_in_step=True)
 ROOT_VOLUME = Step("root-volume", _root_volume, _root_volume_rollback)
 DATA_VOLUMES = Step("data-volumes", _data_volumes, _data_volumes_rollback)
 PREPARE_NET = Step("prepare-net", _prepare_net)
@@ -422,5 +431,7 @@ def create_vm(ctx: ApiContext, msg: dict[str, Any]) -> str:
     }
     flow = {"InstantStart": create_flow, "CreateStopped": create_stopped_flow,
             "JustCreate": create_record_flow}[plan.strategy]()
+    if not plan.data_disks:  # recovery rebuilds the full flow by name and undoes only steps it ran
+        flow = Flow(flow.name, [st for st in flow.steps if st is not DATA_VOLUMES])
     ctx.run_flow(flow, data)
     return plan.vm_uuid

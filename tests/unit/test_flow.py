@@ -53,7 +53,7 @@ def test_journal_records_started_steps_and_clears_at_end():
     undo = lambda c, d: None  # noqa: E731
     flow = Flow("f", [Step("a", lambda c, d: None, undo), Step("b", lambda c, d: None, undo),
                       Step("c", lambda c, d: None)])
-    flow.run(None, {}, journal=lambda name, done, data: entries.append(list(done)))
+    flow.run(None, {}, journal=lambda name, done, data, step: entries.append(list(done)))
     # No entry before "c": it has no rollback, so recovery would have nothing to undo for it.
     assert entries == [["a"], ["a", "b"], []]
 
