@@ -187,3 +187,40 @@ def test_vm_stopped_by_the_guest_is_noticed(api, env, admin):
     assert api.query("QueryVmInstance", f"uuid={vm['uuid']}")[0]["state"] == "Stopped"
     api.call("DestroyVmInstance", uuid=vm["uuid"])
     api.call("ExpungeVmInstance", uuid=vm["uuid"])
+
+
+def _wait(pred, what: str, timeout: float = 20.0) -> None:
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_vm_on_an_unreachable_host_can_be_destroyed_and_is_cleaned_up_on_reconnect(api, env, admin):
+    vm = api.call("CreateVmInstance", name=unique("lost"), instanceOfferingUuid=env.offering,
+                  imageUuid=env.image, l3NetworkUuids=[env.l3])["inventory"]
+    host = vm["hostUuid"]
+    api.call("UpdateGlobalConfig", category="host", name="ping.interval", value="1")
+    admin.inject("/host/ping", target=host, mode="fail", count=-1)
+    try:
+        _wait(lambda: api.query("QueryHost", f"uuid={host}")[0]["status"] == "Disconnected", "host Disconnected")
+        _wait(lambda: api.query("QueryVmInstance", f"uuid={vm['uuid']}")[0]["state"] == "Unknown", "VM Unknown")
+        admin.inject("/vm/destroy", target=host, mode="fail", count=-1)  # the host cannot be reached
+        api.call("DestroyVmInstance", uuid=vm["uuid"])  # the host does not answer: best effort
+        assert api.query("QueryVmInstance", f"uuid={vm['uuid']}")[0]["state"] == "Destroyed"
+        assert sim_vm(admin, host, vm["uuid"]) is not None  # still running where nobody can reach it
+    finally:
+        admin.clear_faults()
+    try:
+        _wait(lambda: api.query("QueryHost", f"uuid={host}")[0]["status"] == "Connected", "host reconnected")
+        _wait(lambda: sim_vm(admin, host, vm["uuid"]) is None, "the stray VM destroyed on reconnect")
+    finally:
+        api.call("UpdateGlobalConfig", category="host", name="ping.interval", value="60")
+    api.call("ExpungeVmInstance", uuid=vm["uuid"])
+    h = api.query("QueryHost", f"uuid={host}")[0]
+    held = sum(v["cpuNum"] for v in api.query("QueryVmInstance", f"hostUuid={host}"))
+    assert h["availableCpuCapacity"] == h["totalCpuCapacity"] - held

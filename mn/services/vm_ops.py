@@ -271,6 +271,13 @@ def destroy_vm(ctx: ApiContext, vm_uuid: str, best_effort_agent: bool = False) -
     def cmd(vm: VmInstance) -> DestroyVmCmd:
         return DestroyVmCmd(uuid=vm.uuid, hostUuid=vm.hostUuid)
 
+    if not best_effort_agent:
+        with ctx.db.ro() as s:
+            vm = get_or_404(s, VmInstance, vm_uuid)
+            host = s.get(Host, vm.hostUuid) if vm.hostUuid else None
+            # A host that does not answer cannot hold the VM hostage: it is destroyed there when
+            # the host reconnects (vm_sync destroys VMs a host runs that the database does not place).
+            best_effort_agent = host is not None and host.status != "Connected"
     if best_effort_agent:
         vm = begin(ctx, vm_uuid, "destroy")
         if vm.hostUuid:

@@ -197,17 +197,35 @@ def _host_disconnected(ctx: ApiContext, host_uuid: str) -> None:
 
 
 def _host_connected(ctx: ApiContext, host_uuid: str) -> None:
-    """On (re)connect, VMs the database places on the host take the states the host reports."""
-    with ctx.db.ro() as s:
-        vms = list(s.scalars(select(VmInstance.uuid).where(VmInstance.hostUuid == host_uuid,
-                                                           VmInstance.state.in_((RUNNING, PAUSED, UNKNOWN)))))
-    if not vms:
-        return
+    """On (re)connect: VMs the database places on the host take the states the host reports, and
+    VMs the host runs that the database does not place there (strays, e.g. destroyed while the
+    host was unreachable) are destroyed on it."""
     states = _host_states(ctx, host_uuid)
     if states is None:
         return
-    for vm_uuid in vms:
-        apply_reported_state(ctx, vm_uuid, host_uuid, states.get(vm_uuid))
+    with ctx.db.ro() as s:
+        placed = {u: st for u, st in s.execute(select(VmInstance.uuid, VmInstance.state)
+                                                   .where(VmInstance.hostUuid == host_uuid))}
+    for vm_uuid, state in placed.items():
+        if state in (RUNNING, PAUSED, UNKNOWN):
+            apply_reported_state(ctx, vm_uuid, host_uuid, states.get(vm_uuid))
+    strays = [u for u in states if u not in placed]
+    if strays:
+        from kvmagent.protocol import DestroyVmCmd
+
+        with ctx.db.ro() as s:
+            url = s.get(Host, host_uuid).agentUrl
+            moving = set(s.scalars(select(VmInstance.uuid).where(VmInstance.uuid.in_(strays),
+                                                                  VmInstance.state.in_(TRANSITIONAL))))
+        for vm_uuid in strays:
+            if vm_uuid in moving:  # being started or migrated here right now: not a stray
+                continue
+            log.warning("host %s runs VM %s, which the database does not place there: destroying it",
+                        host_uuid, vm_uuid)
+            try:
+                ctx.agents.send(url, DestroyVmCmd(uuid=vm_uuid, hostUuid=host_uuid), timeout=60)
+            except ApiError as exc:
+                log.warning("destroying stray VM %s on host %s failed: %s", vm_uuid, host_uuid, exc)
 
 
 def _host_maintenance(ctx: ApiContext, host_uuid: str) -> None:
