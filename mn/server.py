@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask import Flask
 from waitress.server import create_server
@@ -50,7 +51,9 @@ def start(config: MNConfig, in_thread: bool = True) -> RunningMN:
     if config.embedded_simulator:
         from simulator.server import start_in_thread
 
-        simulator = start_in_thread(config.host, config.simulator_port)
+        # Simulated hosts and storages outlive MN restarts, as real ones would.
+        simulator = start_in_thread(config.host, config.simulator_port,
+                                    state_file=Path(config.home) / "simulator-state.json")
         config.simulator_url = simulator.url
         log.info("embedded simulator listening on %s", simulator.url)
     app = create_app(config)

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from waitress import wasyncore
@@ -75,8 +76,9 @@ def _create(state: SimState, host: str, port: int, threads: int) -> Any:
 class SimulatorServer:
     """A simulator serving in a daemon thread. `url` is its base URL; `state` its world."""
 
-    def __init__(self, server: Any, state: SimState, host: str) -> None:
+    def __init__(self, server: Any, state: SimState, host: str, saver: Any = None) -> None:
         self._server = server
+        self._saver = saver
         self.state = state
         self.url = f"http://{host}:{server.effective_port}"
         self._thread = threading.Thread(target=server.run, name="simulator-http", daemon=True)
@@ -102,12 +104,22 @@ class SimulatorServer:
             wasyncore.close_all(channels, ignore_all=True)
         self._thread.join(timeout=5)
         self.state.events.close()
+        if self._saver is not None:
+            self._saver.stop()
 
 
-def start_in_thread(host: str = "127.0.0.1", port: int = 0, threads: int = 16) -> SimulatorServer:
-    """Start a simulator with an empty world on host:port (0 = any free port)."""
+def start_in_thread(host: str = "127.0.0.1", port: int = 0, threads: int = 16,
+                    state_file: str | Path | None = None) -> SimulatorServer:
+    """Start a simulator on host:port (0 = any free port). With `state_file`, the world is
+    restored from it and saved to it every few seconds and on stop; else it starts empty."""
     state = SimState()
-    return SimulatorServer(_create(state, host, port, threads), state, host)
+    saver = None
+    if state_file is not None:
+        from simulator.persist import Saver, restore
+
+        restore(state, Path(state_file))
+        saver = Saver(state, Path(state_file))
+    return SimulatorServer(_create(state, host, port, threads), state, host, saver)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,10 +129,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8090, help="port to listen on (default 8090)")
     parser.add_argument("--threads", type=int, default=16, help="worker threads (default 16)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument("--state-file", help="restore the simulated world from this file and keep saving it")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state = SimState()
+    saver = None
+    if args.state_file:
+        from simulator.persist import Saver, restore
+
+        restore(state, Path(args.state_file))
+        saver = Saver(state, Path(args.state_file))
     server = _create(state, args.host, args.port, args.threads)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log.info("zstack-simulator listening on http://%s:%s with %d threads", args.host,
@@ -132,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
         server.close()
         server.task_dispatcher.shutdown(timeout=5)
         state.events.close()
+        if saver is not None:
+            saver.stop()
         log.info("zstack-simulator stopped")
 
 
