@@ -115,3 +115,14 @@ def _heartbeat(svc: Services) -> None:
 
 
 periodic("mn-heartbeat", _heartbeat_interval)(_heartbeat)
+
+
+def _purge_jobs(svc: Services) -> None:
+    """Finished API jobs are kept for polling for apiJob.retention seconds, then deleted."""
+    from mn.globalconfig import API_JOB_RETENTION
+    from mn.jobs import purge_finished
+
+    purge_finished(svc.db, svc.gconf.get(API_JOB_RETENTION))
+
+
+periodic("purge-api-jobs", lambda svc: 600.0)(_purge_jobs)

@@ -78,6 +78,8 @@ VM_EXPUNGE_PERIOD = define("vm", "expungePeriod", 86400,
 VOLUME_DELETION_POLICY = define("volume", "deletionPolicy", "Delay",
                                 "Direct expunges a deleted data volume at once; Delay keeps it recoverable",
                                 valid_values=("Direct", "Delay", "Never"))
+API_JOB_RETENTION = define("apiJob", "retention", 86400,
+                           "seconds a finished API job and its result are kept for polling", int, _positive)
 SESSION_TIMEOUT = define("identity", "session.timeout", 7200, "seconds a session lives", int, _positive)
 HOST_ALLOCATOR_STRATEGY = define("hostAllocator", "defaultStrategy", "DefaultHostAllocatorStrategy",
                                  "host allocator strategy when an offering names none",

@@ -112,3 +112,21 @@ class JobRunner:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def purge_finished(db: Database, older_than_seconds: int, batch: int = 5000) -> int:
+    """Delete jobs that ended more than `older_than_seconds` ago; returns how many went."""
+    import datetime as dt
+
+    from sqlalchemy import delete, select
+
+    cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
+    total = 0
+    while True:
+        with db.tx() as s:
+            uuids = list(s.scalars(select(ApiJob.uuid).where(ApiJob.state != "Processing",
+                                                              ApiJob.finishedDate < cutoff).limit(batch)))
+            if not uuids:
+                return total
+            s.execute(delete(ApiJob).where(ApiJob.uuid.in_(uuids)))
+        total += len(uuids)

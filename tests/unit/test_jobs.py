@@ -59,3 +59,25 @@ def test_job_results_and_errors_are_recorded(db):
         assert bad.state == "Failed" and json.loads(bad.result)["error"]["code"] == "SYS.1006"
         assert crash.state == "Failed" and json.loads(crash.result)["error"]["code"] == "SYS.1000"
     runner.shutdown()
+
+
+def test_finished_jobs_are_purged_after_retention(db):
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from mn.db.base import utcnow
+    from mn.jobs import purge_finished
+
+    runner = JobRunner(db, "mn", workers=2)
+    for c in "abc":
+        runner.create(c * 32, "Test", {}, None)
+    runner.finish("a" * 32, "Succeeded", {"success": True})
+    runner.finish("b" * 32, "Succeeded", {"success": True})
+    with db.tx() as s:  # "a" ended two days ago; "b" just now; "c" still runs
+        s.execute(update(ApiJob).where(ApiJob.uuid == "a" * 32)
+                  .values(finishedDate=utcnow() - dt.timedelta(days=2)))
+    assert purge_finished(db, 86400, batch=1) == 1
+    with db.ro() as s:
+        assert {j.uuid[0] for j in s.query(ApiJob)} == {"b", "c"}
+    runner.shutdown()
