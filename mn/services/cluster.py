@@ -18,12 +18,11 @@ from mn.inventory import to_inventory
 from mn.models import Cluster, L2NetworkClusterRef, PrimaryStorageClusterRef, Zone
 from mn.services.common import (
     add_tags,
-    apply_update,
-    change_state,
     check_exists,
     delete_tags,
     get_or_404,
     new_resource_uuid,
+    standard_handlers,
 )
 
 
@@ -50,14 +49,7 @@ def _check(ctx: ApiContext, msg: Msg) -> None:
     check_exists(ctx, Cluster, msg.uuid)
 
 
-@apis.handler("UpdateCluster", check=_check, sync_key=key_of("uuid", "cluster"))
-def update_cluster(ctx: ApiContext, msg: Msg) -> dict:
-    return apply_update(ctx, Cluster, msg, ("name", "description"))
-
-
-@apis.handler("ChangeClusterState", check=_check, sync_key=key_of("uuid", "cluster"))
-def change_cluster_state(ctx: ApiContext, msg: Msg) -> dict:
-    return change_state(ctx, Cluster, msg)
+standard_handlers(Cluster, "cluster", update_api="UpdateCluster", state_api="ChangeClusterState")
 
 
 def delete_cluster(ctx: ApiContext, uuid: str, mode: str) -> None:

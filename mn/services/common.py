@@ -135,3 +135,29 @@ def new_resource_uuid(msg: dict) -> str:
     if u is not None and (len(u) != 32 or any(c not in "0123456789abcdef" for c in u)):
         raise invalid(f"resourceUuid must be 32 lower-case hex characters, got {u!r}")
     return u or new_uuid()
+
+
+def standard_handlers(model: type, key_prefix: str, *, update_api: str | None = None,
+                      update_fields: tuple[str, ...] = ("name", "description"), state_api: str | None = None,
+                      update_check: Any = None) -> None:
+    """Declare a resource's plain UpdateXxx (sets the given fields) and ChangeXxxState handlers.
+
+    Both check that the uuid exists before queueing and run on the resource's sync key;
+    `update_check(msg)` adds a side-effect-free check of the update's values.
+    """
+    from mn.api.registry import apis, key_of
+
+    def check(ctx: ApiContext, msg: dict) -> None:
+        check_exists(ctx, model, msg["uuid"])
+
+    def check_update(ctx: ApiContext, msg: dict) -> None:
+        check(ctx, msg)
+        if update_check is not None:
+            update_check(msg)
+
+    key = key_of("uuid", key_prefix)
+    if update_api:
+        apis.handler(update_api, check=check_update, sync_key=key)(
+            lambda ctx, msg: apply_update(ctx, model, msg, update_fields))
+    if state_api:
+        apis.handler(state_api, check=check, sync_key=key)(lambda ctx, msg: change_state(ctx, model, msg))

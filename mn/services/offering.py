@@ -18,12 +18,11 @@ from mn.inventory import to_inventory
 from mn.models import DiskOffering, InstanceOffering
 from mn.services.common import (
     add_tags,
-    apply_update,
-    change_state,
     check_exists,
     delete_tags,
     get_or_404,
     new_resource_uuid,
+    standard_handlers,
 )
 from mn.services.primary_storage import ALLOCATOR_STRATEGIES, check_delete_mode
 
@@ -90,19 +89,10 @@ def _check_instance(ctx: ApiContext, msg: Msg) -> None:
     check_exists(ctx, InstanceOffering, msg.uuid)
 
 
-def _check_update_instance(ctx: ApiContext, msg: Msg) -> None:
-    _check_instance(ctx, msg)
-    _check_strategy("UpdateInstanceOffering", msg.get("allocatorStrategy"))
-
-
-@apis.handler("UpdateInstanceOffering", check=_check_update_instance, sync_key=key_of("uuid", "instance-offering"))
-def update_instance_offering(ctx: ApiContext, msg: Msg) -> dict:
-    return apply_update(ctx, InstanceOffering, msg, ("name", "description", "allocatorStrategy"))
-
-
-@apis.handler("ChangeInstanceOfferingState", check=_check_instance, sync_key=key_of("uuid", "instance-offering"))
-def change_instance_offering_state(ctx: ApiContext, msg: Msg) -> dict:
-    return change_state(ctx, InstanceOffering, msg)
+standard_handlers(InstanceOffering, "instance-offering", update_api="UpdateInstanceOffering",
+                  update_fields=("name", "description", "allocatorStrategy"),
+                  update_check=lambda msg: _check_strategy("UpdateInstanceOffering", msg.get("allocatorStrategy")),
+                  state_api="ChangeInstanceOfferingState")
 
 
 def _check_delete_instance(ctx: ApiContext, msg: Msg) -> None:
@@ -146,14 +136,8 @@ def _check_disk(ctx: ApiContext, msg: Msg) -> None:
     check_exists(ctx, DiskOffering, msg.uuid)
 
 
-@apis.handler("UpdateDiskOffering", check=_check_disk, sync_key=key_of("uuid", "disk-offering"))
-def update_disk_offering(ctx: ApiContext, msg: Msg) -> dict:
-    return apply_update(ctx, DiskOffering, msg, ("name", "description"))
-
-
-@apis.handler("ChangeDiskOfferingState", check=_check_disk, sync_key=key_of("uuid", "disk-offering"))
-def change_disk_offering_state(ctx: ApiContext, msg: Msg) -> dict:
-    return change_state(ctx, DiskOffering, msg)
+standard_handlers(DiskOffering, "disk-offering", update_api="UpdateDiskOffering",
+                  state_api="ChangeDiskOfferingState")
 
 
 def _check_delete_disk(ctx: ApiContext, msg: Msg) -> None:
