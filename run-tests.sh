@@ -35,6 +35,7 @@ step() {  # step NAME COMMAND... : run, time and record one step
 
 step lint-ruff "$BIN/ruff" check .
 step lint-imports "$BIN/lint-imports"
+step lint-ansible "$BIN/ansible-lint" -c installer/.ansible-lint installer
 step unit "$PYTHON" -m pytest -q tests/unit
 for db in $DBS; do
     step "integration-$db" env ZSTACK_TEST_DB="$db" "$PYTHON" -m pytest -q integration

@@ -75,6 +75,15 @@ def build_zone(api: ZStackClient, hosts: int) -> dict[str, str]:
     return {"zone": zone, "image": image, "l3": l3, "offering": offering}
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of a process so far; this process when pid is None."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_size(url: str, session: str, env: dict[str, str], n: int, clients: int) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
@@ -130,13 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--db-url")
     ap.add_argument("--workers", type=int, default=32, help="MN job workers")
+    ap.add_argument("--profile-mn", metavar="FILE",
+                    help="run the MN under py-spy (GIL holder only: where its CPU goes), collapsed stacks to FILE")
     args = ap.parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix="zstack-bench-"))
     sim_port, mn_port = _port(), _port()
     sim = subprocess.Popen([sys.executable, "-m", "simulator.server", "--port", str(sim_port),
                             "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sim_url = f"http://127.0.0.1:{sim_port}"
-    mn = subprocess.Popen([sys.executable, "-m", "mn.server", "--home", str(home), "--port", str(mn_port),
+    prefix = (["py-spy", "record", "--gil", "-r", "100", "-f", "raw", "-o", args.profile_mn, "--"]
+              if args.profile_mn else [])
+    mn = subprocess.Popen([*prefix, sys.executable, "-m", "mn.server", "--home", str(home), "--port", str(mn_port),
                            "--simulator-url", sim_url, "--log-level", "WARNING", "--workers", str(args.workers),
                            *(["--db-url", args.db_url] if args.db_url else [])],
                           stdout=open(home / "mn.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
@@ -150,13 +163,18 @@ def main(argv: list[str] | None = None) -> int:
         env = build_zone(api, args.hosts)
         print(f"zone with {args.hosts} simulated hosts ready in {time.perf_counter() - t0:.1f} s "
               f"(db: {args.db_url or 'sqlite'}, {args.clients} clients)")
-        print(f"{'N':>6} {'wall s':>8} {'VMs/s':>8} {'p50 s':>7} {'p99 s':>7} {'errors':>6}")
+        print(f"{'N':>6} {'wall s':>8} {'VMs/s':>8} {'p50 s':>7} {'p99 s':>7} {'errors':>6}"
+              f"   CPU ms/VM: {'MN':>6} {'sim':>6} {'client':>6}")
         total = 0
         for n in (int(x) for x in args.sizes.split(",")):
+            before = [cpu_seconds(mn.pid), cpu_seconds(sim.pid), cpu_seconds()]
             r = run_size(url, api.session, env, n, args.clients)
+            after = [cpu_seconds(mn.pid), cpu_seconds(sim.pid), cpu_seconds()]
+            per_vm = [1000 * (a - b) / n for a, b in zip(after, before, strict=True)]
             total += n - len(r["errors"])
             print(f"{r['n']:>6} {r['wall']:>8.2f} {r['rate']:>8.1f} {r['p50']:>7.2f} {r['p99']:>7.2f} "
-                  f"{len(r['errors']):>6}", flush=True)
+                  f"{len(r['errors']):>6}              {per_vm[0]:>6.1f} {per_vm[1]:>6.1f} {per_vm[2]:>6.1f}",
+                  flush=True)
             for e in r["errors"][:3]:
                 print(f"       error: {e}")
         running, on_hosts = verify(api, sim_url, env["zone"])
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if running == total == on_hosts else 1
     finally:
         for p in (mn, sim):
-            p.send_signal(signal.SIGTERM)
+            p.send_signal(signal.SIGINT if p is mn and args.profile_mn else signal.SIGTERM)
         for p in (mn, sim):
             try:
                 p.wait(timeout=20)

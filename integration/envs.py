@@ -38,9 +38,9 @@ def unique(prefix: str = "t") -> str:
 
 def build_env(api: ZStackClient, hosts: int = 2, cpu: int = 8, memory: int = 16 * GB,
               ps_capacity: int = 1000 * GB, cidr_third_octet: int | None = None, prefix: str | None = None,
-              ) -> Env:
+              zone_name: str | None = None) -> Env:
     p = prefix or unique("env")
-    zone = api.call("CreateZone", name=f"{p}-zone")["inventory"]["uuid"]
+    zone = api.call("CreateZone", name=zone_name or f"{p}-zone")["inventory"]["uuid"]
     cluster = api.call("CreateCluster", zoneUuid=zone, name=f"{p}-cluster",
                        hypervisorType="Simulator")["inventory"]["uuid"]
     octet = cidr_third_octet if cidr_third_octet is not None else int(p[-2:], 16)
@@ -68,6 +68,18 @@ def build_env(api: ZStackClient, hosts: int = 2, cpu: int = 8, memory: int = 16 
     offering = api.call("CreateInstanceOffering", name=f"{p}-small", cpuNum=1,
                         memorySize=GB)["inventory"]["uuid"]
     return Env(p, zone, cluster, host_uuids, ps, bs, image, l2, l3, rng, offering)
+
+
+def add_public_network(api: ZStackClient, env: Env, octet: int, interface: str = "eth1") -> tuple[str, str]:
+    """A public L2/L3 (172.<octet>.0.10-100) attached to the env's cluster, for VIPs; (l2, l3)."""
+    l2 = api.call("CreateL2NoVlanNetwork", name=f"{env.prefix}-pub-l2", zoneUuid=env.zone,
+                  physicalInterface=interface)["inventory"]["uuid"]
+    api.call("AttachL2NetworkToCluster", l2NetworkUuid=l2, clusterUuid=env.cluster)
+    l3 = api.call("CreateL3Network", name=f"{env.prefix}-pub-l3", l2NetworkUuid=l2, category="Public",
+                  system=False)["inventory"]["uuid"]
+    api.call("AddIpRange", l3NetworkUuid=l3, name=f"{env.prefix}-pub-range", startIp=f"172.{octet}.0.10",
+             endIp=f"172.{octet}.0.100", netmask="255.255.255.0", gateway=f"172.{octet}.0.1")
+    return l2, l3
 
 
 def snapshot(api: ZStackClient, env: Env) -> dict[str, Any]:

@@ -161,11 +161,9 @@ def test_the_readme_queries_through_zstack_cli(tmp_path, env):
         assert r.returncode == 0, r.stdout + r.stderr
         ok("LogInByAccount", "accountName=admin", "password=password")
 
-        # The EIP expansion needs the EIP network service, which this MN does not have: a clear error.
-        r = _run([*cli, *README_VM_QUERY], env)
-        assert r.returncode == 1 and r.stdout == ""
-        assert "QueryVmInstance failed" in r.stderr and "SYS.1007" in r.stderr
-        assert "'eip'" in r.stderr and "EipInventory" in r.stderr and "not available" in r.stderr
+        # The demo zone has no EIP (nor a zone named west-coast): the query runs and finds nothing
+        # (integration/test_query.py answers it on a world that has both).
+        assert ok(*README_VM_QUERY) == {"success": True, "inventories": []}
 
         # No KVM host in a simulator zone.
         assert ok(*README_HOST_QUERY) == {"success": True, "inventories": []}

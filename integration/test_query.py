@@ -1,7 +1,8 @@
 """The query API end to end: one seeded data centre, a table of queries, three transports.
 
-The world is built only through the public API (three simulator zones from envs.build_env, VMs
-with data volumes, one stopped, system and user tags). Every query of QUERIES runs through RPC
+The world is built only through the public API (three simulator zones from envs.build_env, the
+first named `west-coast`, VMs with data volumes, one stopped, system and user tags, and an EIP on
+a second NIC of the first VM, guest IP 16.16.16.16, as in the README's query). Every query of QUERIES runs through RPC
 (api.call), REST (GET /zstack/v1/<resources>?q=...) and a real zstack-cli process, and each must
 give the answer computed from what was created (never hard-coded uuids). Queries are scoped to
 this module's zones, since the MN is shared with the rest of the tier.
@@ -22,7 +23,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from integration.envs import GB, Env, build_env, unique
+from integration.envs import GB, Env, add_public_network, build_env, unique
 from mn.api.catalog import load_catalog
 from mn.api.conditions import parse_condition
 from mn.client import ClientError, ZStackClient
@@ -43,6 +44,8 @@ class World:
     tagged_user: str  # uuid of the VM with the user tag
     tagged_system: str  # uuid of the VM with the system tag
     cli: Callable[..., subprocess.CompletedProcess]
+    eip: dict[str, Any]  # the EIP of vm0's NIC with IP 16.16.16.16
+    vip: dict[str, Any]  # its VIP
 
     @property
     def zones(self) -> str:
@@ -60,7 +63,7 @@ def world(api: ZStackClient, mn, tmp_path_factory) -> World:
     p = unique("q")
     octet = int(uuidlib.uuid4().hex[:2], 16) % 200
     envs = [build_env(api, hosts=2, prefix=f"{p}{k}", ps_capacity=20000 * GB, cidr_third_octet=octet + "abc".index(k),
-                      memory=64 * GB) for k in "abc"]
+                      memory=64 * GB, zone_name="west-coast" if k == "a" else None) for k in "abc"]
     small = api.call("CreateDiskOffering", name=f"{p}-do-small", diskSize=5 * GB)["inventory"]["uuid"]
     big = api.call("CreateDiskOffering", name=f"{p}-do-big", diskSize=BIG)["inventory"]["uuid"]
     plan = [(0, []), (0, [small]), (1, [big, small]), (1, [small]), (2, [big])]
@@ -71,6 +74,7 @@ def world(api: ZStackClient, mn, tmp_path_factory) -> World:
                       imageUuid=env.image, l3NetworkUuids=[env.l3], dataDiskOfferingUuids=disks)["inventory"]
         uuids.append(vm["uuid"])
     api.call("StopVmInstance", uuid=uuids[3])
+    eip, vip = _eip_on_16(api, envs[0], uuids[0], octet)
     api.call("CreateUserTag", resourceType="VmInstanceVO", resourceUuid=uuids[1], tag=f"{p}-team")
     api.call("CreateSystemTag", resourceType="VmInstanceVO", resourceUuid=uuids[2], tag=f"{p}::owner")
     zones = ",".join(e.zone for e in envs)
@@ -89,7 +93,22 @@ def world(api: ZStackClient, mn, tmp_path_factory) -> World:
 
     r = cli("LogInByAccount", "accountName=admin", "password=password")
     assert r.returncode == 0, r.stdout + r.stderr
-    return World(envs, vms, hosts, uuids[1], uuids[2], cli)
+    return World(envs, vms, hosts, uuids[1], uuids[2], cli, eip, vip)
+
+
+def _eip_on_16(api: ZStackClient, env: Env, vm_uuid: str, octet: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """vm0 gets a second NIC with IP 16.16.16.16, and an EIP on it from a VIP of a public network."""
+    _, pub = add_public_network(api, env, octet)
+    guest = api.call("CreateL3Network", name=f"{env.prefix}-l3-16", l2NetworkUuid=env.l2)["inventory"]["uuid"]
+    api.call("AddIpRange", l3NetworkUuid=guest, name=f"{env.prefix}-16", startIp="16.16.16.10",
+             endIp="16.16.16.250", netmask="255.255.255.0", gateway="16.16.16.1")
+    vm = api.call("AttachL3NetworkToVm", vmInstanceUuid=vm_uuid, l3NetworkUuid=guest,
+                  staticIp="16.16.16.16")["inventory"]
+    nic = next(n for n in vm["vmNics"] if n["l3NetworkUuid"] == guest)
+    vip = api.call("CreateVip", name=f"{env.prefix}-vip", l3NetworkUuid=pub)["inventory"]
+    eip = api.call("CreateEip", name=f"{env.prefix}-eip", vipUuid=vip["uuid"], vmNicUuid=nic["uuid"])["inventory"]
+    assert eip["guestIp"] == "16.16.16.16"
+    return eip, vip
 
 
 # ---- the three transports ------------------------------------------------------------------------
@@ -186,7 +205,13 @@ QUERIES = [
          lambda w: [t.replace("=KVM", "=Simulator").replace("549755813888000", str(BIG)) for t in README_HOST_QUERY],
          "exact", lambda w: _host_rows(w, _size_holders(w, BIG))),
     Case("readme-vm-eip", "QueryVmInstance", lambda w: ["vmNics.eip.guestIp=16.16.16.16", "zone.name=west-coast"],
-         "error", lambda w: ["'eip'", "EipInventory", "not available"]),
+         "set", lambda w: {w.vm(0)["uuid"]}),
+    Case("eip-by-vip-ip", "QueryEip", lambda w: [f"vipIp={w.vip['ip']}"], "set", lambda w: {w.eip["uuid"]}),
+    Case("vip-by-eip-vm-name", "QueryVip", lambda w: [f"eip.vmNic.vmInstance.name={w.vm(0)['name']}"],
+         "set", lambda w: {w.vip["uuid"]}),
+    Case("vm-by-eip-vip-l3", "QueryVmInstance", lambda w: ["vmNics.eip.vip.l3Network.zone.name=west-coast",
+                                                          f"zoneUuid?={w.zones}"],
+         "set", lambda w: {w.vm(0)["uuid"]}),
     Case("nested-2-host-cluster", "QueryVmInstance", lambda w: [f"host.cluster.name={w.envs[1].prefix}-cluster"],
          "set", lambda w: w.uuids(lambda v: v["clusterUuid"] == w.envs[1].cluster and v["hostUuid"])),
     Case("nested-3-nic-l3-l2", "QueryVmInstance", lambda w: [f"vmNics.l3Network.l2Network.name={w.envs[0].prefix}-l2"],

@@ -91,6 +91,7 @@ class ConnectRsp(Reply):
     hostUuid: str | None = None
     libvirtVersion: str | None = None
     qemuVersion: str | None = None
+    agentVersion: str | None = None  # the deployed agent's VERSION (None when run from a checkout)
 
 
 @dataclass
@@ -334,6 +335,9 @@ class CreateEmptyVolumeCmd:
     size: int
     hostUuid: str | None = None
     format: str = "qcow2"
+    # Where to create the volume, chosen by the MN so that its crash recovery can delete a volume
+    # whose creation was in flight; None: the agent chooses (and replies with it).
+    installPath: str | None = None
 
 
 @dataclass
@@ -347,6 +351,19 @@ class CreateVolumeFromImageCmd:
     backupStorageUrl: str | None = None
     size: int = 0
     hostUuid: str | None = None
+    # How a real host fetches the image into its cache: for SftpBackupStorage, over SCP from
+    # backupStorageUsername@backupStorageHostname:backupStorageSshPort with the private key `sshKey`.
+    backupStorageType: str = "Simulator"
+    backupStorageHostname: str | None = None
+    backupStorageSshPort: int = 22
+    backupStorageUsername: str | None = None
+    sshKey: str | None = None
+    imageMd5Sum: str | None = None  # when given, the fetched image must have this md5
+    installPath: str | None = None  # chosen by the MN (see CreateEmptyVolumeCmd.installPath)
+
+
+BS_TYPE_SIMULATOR = "Simulator"
+BS_TYPE_SFTP = "SftpBackupStorage"
 
 
 @dataclass
@@ -362,6 +379,28 @@ class DeleteVolumeCmd:
     psUuid: str
     installPath: str
     hostUuid: str | None = None
+
+
+@dataclass
+class CreateVolumeSnapshotCmd:
+    """Snapshot a volume that no VM is running on: its current file becomes the read-only snapshot
+    (installPath in the reply) and the volume continues, at the same installPath, as a new qcow2
+    on top of it. Deleting the volume deletes its snapshots."""
+
+    PATH: ClassVar[str] = "/primarystorage/volume/snapshot"
+    psUuid: str
+    volumeUuid: str
+    installPath: str
+    snapshotUuid: str
+    hostUuid: str | None = None
+
+
+@dataclass
+class VolumeSnapshotRsp(Reply):
+    installPath: str | None = None  # the snapshot's file
+    volumeInstallPath: str | None = None  # the volume's (unchanged) path
+    size: int = 0  # virtual size
+    actualSize: int = 0  # what the snapshot occupies
 
 
 # ---- backup storage ---------------------------------------------------------------------------
@@ -405,6 +444,40 @@ class DeleteImageCmd:
     installPath: str
 
 
+# ---- flat network EIP ---------------------------------------------------------------------------
+
+@dataclass
+class EipTO:
+    """One EIP as a host applies it: traffic to `vip` goes to `guestIp` (DNAT) and the guest's
+    traffic leaves as `vip` (SNAT). The VIP address is put on `vipBridgeName` (the public L2's
+    bridge) when given; `guestBridgeName` is the bridge of the guest NIC with MAC `nicMac`."""
+
+    eipUuid: str
+    vip: str
+    guestIp: str
+    nicMac: str
+    guestBridgeName: str
+    vipBridgeName: str | None = None
+    vmUuid: str | None = None
+
+
+@dataclass
+class EipCmd:
+    """Apply or delete EIPs on a host; both are idempotent (a VIP applied for the same EIP and
+    guest again is a no-op; deleting an EIP a host does not have succeeds)."""
+
+    eips: list[EipTO]
+    hostUuid: str | None = None
+
+
+class ApplyEipCmd(EipCmd):
+    PATH: ClassVar[str] = "/flatnetworkprovider/eip/apply"
+
+
+class DeleteEipCmd(EipCmd):
+    PATH: ClassVar[str] = "/flatnetworkprovider/eip/delete"
+
+
 NESTED: dict[tuple[str, str], type] = {
     ("StartVmCmd", "rootVolume"): VolumeTO,
     ("StartVmCmd", "dataVolumes"): VolumeTO,
@@ -413,6 +486,8 @@ NESTED: dict[tuple[str, str], type] = {
     ("DetachDataVolumeCmd", "volume"): VolumeTO,
     ("AttachNicCmd", "nic"): NicTO,
     ("DetachNicCmd", "nic"): NicTO,
+    ("ApplyEipCmd", "eips"): EipTO,
+    ("DeleteEipCmd", "eips"): EipTO,
 }
 
 # Every command class by path: what an agent must serve.
@@ -423,6 +498,15 @@ COMMANDS: dict[str, type] = {
         DetachDataVolumeCmd, AttachNicCmd, DetachNicCmd, GetVncPortCmd, CreateBridgeCmd,
         CreateVlanBridgeCmd, CheckBridgeCmd, DeleteBridgeCmd, InitPrimaryStorageCmd,
         PrimaryStorageCapacityCmd, CreateEmptyVolumeCmd, CreateVolumeFromImageCmd, DeleteVolumeCmd,
+        CreateVolumeSnapshotCmd,
         ConnectBackupStorageCmd, BackupStorageCapacityCmd, DownloadImageCmd, DeleteImageCmd,
+        ApplyEipCmd, DeleteEipCmd,
     )
 }
+
+# Commands an MN sends in the async form (taskuuid + callbackurl headers; see kvmagent.server):
+# they may outlast an HTTP read timeout.
+ASYNC_PATHS: frozenset[str] = frozenset({
+    StartVmCmd.PATH, StopVmCmd.PATH, RebootVmCmd.PATH, MigrateVmCmd.PATH, CreateVolumeFromImageCmd.PATH,
+    DownloadImageCmd.PATH,
+})

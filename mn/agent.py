@@ -2,12 +2,21 @@
 
 Every reply has `success` and, on failure, `error`; a failure, an unreachable agent and a timeout
 each become a clear ApiError naming the agent, the command and the agent's own message.
+
+Long commands (kvmagent.protocol.ASYNC_PATHS) use the async form when the client has a
+`callback_url`: the request carries the headers `taskuuid` and `callbackurl`, the agent answers at
+once with `{"async": true}`, and its real reply arrives later at the MN's POST /agent/callback,
+which hands it to complete(). An agent that answers such a request synchronously is taken at its
+word. A reply that never comes is a timeout after `timeout` seconds, as for a synchronous call.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import urllib3
@@ -17,18 +26,86 @@ from mn.errors import AGENT_ERROR, AGENT_UNREACHABLE, TIMEOUT, ApiError
 log = logging.getLogger(__name__)
 
 
+TASK_HEADER, CALLBACK_HEADER = "taskuuid", "callbackurl"
+
+
+class _Waiter:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reply: dict[str, Any] | None = None
+
+
 class AgentClient:
-    def __init__(self, timeout: float = 300.0, maxsize: int = 64):
+    def __init__(self, timeout: float = 300.0, maxsize: int = 64,
+                 callback_url: Callable[[], str | None] | None = None):
+        """`callback_url` says where async replies go (None at a call: use the synchronous form)."""
+        from kvmagent.protocol import ASYNC_PATHS
+
         self.timeout = timeout
+        self._callback_url = callback_url or (lambda: None)
+        self._async_paths = ASYNC_PATHS
         self._http = urllib3.PoolManager(maxsize=maxsize, block=False, retries=False)
+        self._waiters: dict[str, _Waiter] = {}
+        self._lock = threading.Lock()
+
+    def complete(self, task_uuid: str, reply: dict[str, Any]) -> bool:
+        """Deliver an async reply; False when no call waits for this task (late or unknown)."""
+        with self._lock:
+            w = self._waiters.get(task_uuid)
+        if w is None:
+            return False
+        w.reply = reply
+        w.done.set()
+        return True
+
+    def abort_waiting(self, reason: str) -> int:
+        """Fail every call still waiting for an async reply; returns how many there were."""
+        with self._lock:
+            waiting = list(self._waiters.values())
+        for w in waiting:
+            w.reply = {"success": False, "error": reason}
+            w.done.set()
+        return len(waiting)
 
     def call(self, base_url: str, path: str, cmd: dict[str, Any] | None = None,
              timeout: float | None = None) -> dict[str, Any]:
+        if path in self._async_paths:
+            callback = self._callback_url()
+            if callback:
+                return self._call_async(base_url, path, cmd, timeout or self.timeout, callback)
+        r = self._post(base_url, path, cmd, timeout or self.timeout, {})
+        return self._check(base_url, path, r.status, r.data)
+
+    def _call_async(self, base_url: str, path: str, cmd: dict[str, Any] | None,
+                    timeout: float, callback: str) -> dict[str, Any]:
+        task = uuid.uuid4().hex
+        w = _Waiter()
+        with self._lock:
+            self._waiters[task] = w
+        try:
+            r = self._post(base_url, path, cmd, timeout,
+                           {TASK_HEADER: task, CALLBACK_HEADER: callback})
+            first = self._check(base_url, path, r.status, r.data)
+            if not first.get("async"):
+                return first
+            if not w.done.wait(timeout):
+                raise ApiError(TIMEOUT, f"agent command {path} at {base_url} timed out: no reply "
+                                        f"within {timeout:.0f}s (task {task})")
+            return self._check(base_url, path, 200, json.dumps(w.reply).encode())
+        finally:
+            with self._lock:
+                self._waiters.pop(task, None)
+
+    def _post(self, base_url: str, path: str, cmd: dict[str, Any] | None, timeout: float,
+              headers: dict[str, str]) -> Any:
         url = base_url.rstrip("/") + path
         body = json.dumps(cmd or {}).encode()
         try:
-            r = self._http.request("POST", url, body=body, headers={"Content-Type": "application/json"},
-                                   timeout=urllib3.Timeout(connect=10, read=timeout or self.timeout))
+            return self._http.request("POST", url, body=body,
+                                      headers={"Content-Type": "application/json", **headers},
+                                      timeout=urllib3.Timeout(connect=10, read=timeout))
         except urllib3.exceptions.NewConnectionError as exc:  # refused: a subclass of the timeout error
             raise ApiError(AGENT_UNREACHABLE, f"unable to reach the agent at {base_url} for {path}: {exc}",
                            ) from None
@@ -37,13 +114,18 @@ class AgentClient:
         except urllib3.exceptions.HTTPError as exc:
             raise ApiError(AGENT_UNREACHABLE, f"unable to reach the agent at {base_url} for {path}: {exc}",
                            ) from None
+
+    @staticmethod
+    def _check(base_url: str, path: str, status: int, data: bytes) -> dict[str, Any]:
         try:
-            reply = json.loads(r.data or b"{}")
+            reply = json.loads(data or b"{}")
         except ValueError:
-            raise ApiError(AGENT_ERROR, f"agent command {path} at {base_url} returned HTTP {r.status} "
-                                        f"with a body that is not JSON: {r.data[:200]!r}") from None
-        if r.status >= 400 or not reply.get("success", False):
-            msg = reply.get("error") or f"HTTP {r.status}"
+            raise ApiError(AGENT_ERROR, f"agent command {path} at {base_url} returned HTTP {status} "
+                                        f"with a body that is not JSON: {data[:200]!r}") from None
+        if not isinstance(reply, dict):
+            raise ApiError(AGENT_ERROR, f"agent command {path} at {base_url} returned {reply!r}")
+        if status >= 400 or not reply.get("success", False):
+            msg = reply.get("error") or f"HTTP {status}"
             raise ApiError(AGENT_ERROR, f"agent command {path} at {base_url} failed: {msg}")
         return reply
 

@@ -53,13 +53,20 @@ def _register_mn(svc: Services) -> None:
             row.heartBeat, row.port, row.hostName = utcnow(), svc.config.port, svc.config.host
 
 
+def _callback_url(config: MNConfig) -> str | None:
+    """Where agents send async replies; None until the API server's port is known."""
+    return config.public_url + agent_events.CALLBACK_PATH if config.port else None
+
+
 def build_services(config: MNConfig) -> Services:
     Path(config.home).mkdir(parents=True, exist_ok=True)
     upgrade(config.db_url)
     db = Database(config.db_url)
     gconf = GlobalConfigStore(db)
     gconf.init()
-    svc = Services(config=config, db=db, agents=AgentClient(timeout=config.agent_timeout), gconf=gconf,
+    svc = Services(config=config, db=db, agents=AgentClient(timeout=config.agent_timeout,
+                                                               callback_url=lambda: _callback_url(config)),
+                   gconf=gconf,
                    mn_uuid=_mn_uuid(config))
     svc.extras["sessions"] = identity.SessionCache()
     _register_mn(svc)
@@ -97,7 +104,9 @@ def create_app(config: MNConfig | None = None) -> Flask:
     def health():
         with svc.db.ro() as s:
             s.execute(select(1))
-        return jsonify({"status": "ok", "version": __version__, "managementNodeUuid": svc.mn_uuid})
+        bg = app.extensions.get("zstack.background")  # set by mn.server once its tasks run
+        return jsonify({"status": "ok", "version": __version__, "managementNodeUuid": svc.mn_uuid,
+                        "backgroundRounds": dict(bg.rounds) if bg is not None else {}})
 
     return app
 

@@ -23,15 +23,18 @@ class Task:
     name: str
     fn: Callable[[Services], None]
     interval: Interval
+    first: float | None = None  # seconds before the first run; None: one interval
 
 
 TASKS: dict[str, Task] = {}
 
 
-def periodic(name: str, interval: Interval) -> Callable[[Callable[[Services], None]], Callable[[Services], None]]:
-    """Declare a background task; `interval(svc)` gives the seconds until its next run."""
+def periodic(name: str, interval: Interval, first: float | None = None,
+             ) -> Callable[[Callable[[Services], None]], Callable[[Services], None]]:
+    """Declare a background task; `interval(svc)` gives the seconds until its next run, `first`
+    the seconds until its first run (default: one interval)."""
     def deco(fn: Callable[[Services], None]) -> Callable[[Services], None]:
-        TASKS[name] = Task(name, fn, interval)
+        TASKS[name] = Task(name, fn, interval, first)
         return fn
 
     return deco
@@ -42,13 +45,17 @@ class Background:
         self.svc = svc
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.rounds: dict[str, int] = {}  # completed runs per task (ok or failed), shown by /health
 
     def _loop(self, task: Task) -> None:
-        while not self.stop_event.wait(max(0.05, task.interval(self.svc))):
+        delay = task.first if task.first is not None else task.interval(self.svc)
+        while not self.stop_event.wait(max(0.05, delay)):
             try:
                 task.fn(self.svc)
             except Exception:
                 log.exception("background task %s failed", task.name)
+            self.rounds[task.name] = self.rounds.get(task.name, 0) + 1
+            delay = task.interval(self.svc)
 
     def start(self) -> None:
         for task in TASKS.values():
@@ -60,3 +67,25 @@ class Background:
         self.stop_event.set()
         for t in self.threads:
             t.join(timeout=5)
+
+
+STATISTICS_INTERVAL = 3600.0
+ANALYSIS_LIMIT = 1000  # rows sampled per index: about 2 s on 1,000,000 VMs
+
+
+@periodic("sqlite-statistics", lambda svc: STATISTICS_INTERVAL, first=5.0)
+def refresh_sqlite_statistics(svc: Services) -> None:
+    """SQLite: refresh the planner's statistics (sampled ANALYZE) soon after start, then hourly.
+
+    Without them SQLite guesses every index equally selective: on 1,000,000 VMs it sorts a whole
+    state's rows where walking another index would do, 10-30x slower. PostgreSQL and MariaDB
+    keep their statistics themselves.
+    """
+    if svc.db.dialect != "sqlite":
+        return
+    from sqlalchemy import text
+
+    with svc.db.tx() as s:
+        s.execute(text(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}"))
+        s.execute(text("ANALYZE"))
+

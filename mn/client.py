@@ -16,6 +16,9 @@ import urllib3
 from mn.api.catalog import load_catalog
 from mn.api.conditions import parse_condition
 
+LONG_POLL = "20"
+"""Seconds the MN may hold a result request while the job runs (the MN's `wait` parameter)."""
+
 
 class ClientError(Exception):
     def __init__(self, api: str, error: dict[str, Any], status: int | None = None):
@@ -61,7 +64,8 @@ class ZStackClient:
                 raise TimeoutError(f"{api} job {reply['uuid']} did not finish in {self.timeout}s")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
-            r = self.http.request("GET", f"{self.base}/zstack/api/result/{reply['uuid']}", timeout=self.timeout)
+            r = self.http.request("GET", f"{self.base}/zstack/api/result/{reply['uuid']}",
+                                  fields={"wait": LONG_POLL}, timeout=self.timeout)
             reply = json.loads(r.data)
         (_, result), = json.loads(reply["result"]).items()
         if not result.get("success"):
@@ -104,6 +108,7 @@ class ZStackClient:
                 raise TimeoutError(f"{method} {path} did not finish in {self.timeout}s")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
-            r = self.http.request("GET", out["location"], headers=headers, timeout=self.timeout)
+            r = self.http.request("GET", out["location"], fields={"wait": LONG_POLL}, headers=headers,
+                                  timeout=self.timeout)
             status, out = r.status, (json.loads(r.data) if r.data else {})
         return status, out

@@ -22,7 +22,7 @@ class MNConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 32          # job executor threads
-    http_threads: int = 16     # API server threads
+    http_threads: int = 128    # API server threads (long-polling result requests hold one each)
     simulator_url: str = ""    # where simulated hosts and storages are served
     embedded_simulator: bool = False
     simulator_port: int = 8090
@@ -30,11 +30,26 @@ class MNConfig:
     ping_interval: float = 60.0
     session_timeout: int = 7200
     log_level: str = "INFO"
+    management_ip: str = ""    # the address agents reach this MN at (default: `host`, or this
+                               # machine's address when `host` is a wildcard)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
         if not self.db_url:
             self.db_url = f"sqlite:///{self.home / 'zstack.db'}"
+
+    @property
+    def public_url(self) -> str:
+        """The MN's base URL as agents reach it (events and async replies are POSTed there)."""
+        ip = self.management_ip or self.host
+        if ip in ("", "0.0.0.0", "::"):
+            import socket
+
+            try:
+                ip = socket.gethostbyname(socket.gethostname())
+            except OSError:
+                ip = "127.0.0.1"
+        return f"http://{ip}:{self.port}"
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: object) -> MNConfig:

@@ -39,7 +39,7 @@ class ApiContext:
     account_uuid: str | None = None
     session_uuid: str | None = None
     job_uuid: str | None = None
-    pending_journal: str | None = None
+    pending_journal: tuple[str, list[str], dict[str, Any]] | None = None
 
     @property
     def db(self) -> Database:
@@ -62,26 +62,31 @@ class ApiContext:
 
         The final "nothing in flight" entry is not written: the job's end (JobRunner.finish)
         clears flowState in the same update that records the result. For a step that journals
-        in its own transaction, the entry is kept until that step opens flow_tx().
+        in its own transaction, the entry is written by that step's flow_tx(), at the end of its
+        transaction, so it carries what the step put in `data` and commits with its effects.
         """
         if self.job_uuid is None or not done:
+            self.pending_journal = None
+            return
+        if step is not None and step.journal_in_step:
+            self.pending_journal = (flow, list(done), data)
             return
         state = json.dumps({"flow": flow, "done": done, "data": data})
-        if step is not None and step.journal_in_step:
-            self.pending_journal = state
-            return
         with self.db.tx() as s:
             s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid).values(flowState=state))
 
     @contextmanager
     def flow_tx(self) -> Iterator[Session]:
         """A write transaction that also commits the pending journal entry of the running step."""
-        with self.db.tx() as s:
-            if self.pending_journal is not None:
-                s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid)
-                          .values(flowState=self.pending_journal))
-                self.pending_journal = None
-            yield s
+        try:
+            with self.db.tx() as s:
+                yield s
+                if self.pending_journal is not None:
+                    flow, done, data = self.pending_journal
+                    state = json.dumps({"flow": flow, "done": done, "data": data})
+                    s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid).values(flowState=state))
+        finally:
+            self.pending_journal = None
 
     def run_flow(self, flow: Flow, data: dict[str, Any]) -> dict[str, Any]:
         faults = self.svc.extras.get("flow_faults")

@@ -5,7 +5,9 @@ Files under the MN home (MNConfig.home: --home, else $ZSTACK_HOME, else ~/.zstac
     zstack.properties             settings as key=value lines (MNConfig field names)
     mn.pid                        pid of the running MN process (`zstack-ctl run`)
     logs/management-server.log    the daemon's stdout and stderr
-    .ctl.lock                     serialises start/stop/restart on one home
+    .ctl.lock                     serialises start/stop/restart (and upgrade, rollback, restore_db)
+    backups/                      upgrade and database backups on a development install (an installed
+                                  layout keeps them in R/backups: mn.upgrade, docs/operations.md)
 
 Settings: defaults < zstack.properties < ZSTACK_* environment < command-line flags; `start` writes
 the host, port, db_url and embedded_simulator it used to zstack.properties, so later commands
@@ -20,6 +22,7 @@ import contextlib
 import dataclasses
 import difflib
 import fcntl
+import io
 import json
 import logging
 import os
@@ -334,7 +337,8 @@ def _persist(paths: Paths, overrides: dict[str, object]) -> None:
         write_properties(paths.properties, {k: normalise_value(k, v) for k, v in overrides.items()})
 
 
-def _start(paths: Paths, args: argparse.Namespace) -> int:
+def _start(paths: Paths, args: argparse.Namespace, python: str = sys.executable) -> int:
+    """Start the daemon with `python` (the interpreter of the venv whose code it runs)."""
     overrides = _overrides(args)
     for k, v in overrides.items():
         normalise_value(k, v)
@@ -369,7 +373,7 @@ def _start(paths: Paths, args: argparse.Namespace) -> int:
         offset = logf.tell()
         logf.write(f"---- zstack-ctl start {time.strftime('%Y-%m-%d %H:%M:%S')} ----\n".encode())
         logf.flush()
-        cmd = [sys.executable, "-m", "mn.ctl", "run", "--home", str(paths.home), *_flags_of(overrides)]
+        cmd = [python, "-m", "mn.ctl", "run", "--home", str(paths.home), *_flags_of(overrides)]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                 cwd=paths.home, start_new_session=True)
     write_pid(paths.pid, proc.pid)
@@ -540,6 +544,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"zstack-ctl {__version__}")
     paths = _paths(args)
+    print(f"database: {_db_revision(load_config(paths).db_url)}")
     if running_pid(paths) is not None:
         url = client_url(load_config(paths))
         try:
@@ -548,6 +553,20 @@ def cmd_version(args: argparse.Namespace) -> int:
             version = "not answering"
         print(f"management node at {url}: {version}")
     return 0
+
+
+def _db_revision(url: str) -> str:
+    """'<url> at revision R (head H)', or why the revision cannot be read."""
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return f"{mask_url(url)}: no database yet ('zstack-ctl deploydb' or 'start' creates it)"
+    try:
+        from mn.db.migrate import current_revision, head_revision
+
+        revision, head = current_revision(url), head_revision()
+    except Exception as exc:  # noqa: BLE001 (version reports, never fails)
+        return f"{mask_url(url)}: not readable ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+    note = "up to date" if revision == head else "run 'zstack-ctl upgrade_db'" if revision else "no schema"
+    return f"{mask_url(url)} at revision {revision or 'none'} (this code's head: {head}; {note})"
 
 
 def cmd_show_configuration(args: argparse.Namespace) -> int:
@@ -606,6 +625,224 @@ def cmd_deploydb(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- upgrades, backups, diagnostics (mn.upgrade, mn.backup, mn.release, mn.collect_log) ---------
+
+
+def _venv(args: argparse.Namespace) -> Path:
+    """The venv whose code is upgraded: --venv, else $ZSTACK_VENV, else the one running this."""
+    given = getattr(args, "venv", None) or os.environ.get("ZSTACK_VENV")
+    if given:
+        venv = Path(given).expanduser().resolve()
+        if not (venv / "bin" / "python").exists():
+            raise CtlError(f"{venv} is not a virtualenv (no bin/python)", 2)
+        return venv
+    if sys.prefix == sys.base_prefix:
+        raise CtlError("zstack-ctl does not run from a virtualenv: give the MN's with --venv DIR", 2)
+    return Path(sys.prefix)
+
+
+def _backups(args: argparse.Namespace, paths: Paths) -> Path:
+    """--backup-dir, else R/backups of an installed layout, else <home>/backups."""
+    from mn.release import install_root
+
+    if getattr(args, "backup_dir", None):
+        return Path(args.backup_dir).expanduser().resolve()
+    venv = getattr(args, "venv", None) or os.environ.get("ZSTACK_VENV") or sys.prefix
+    root = install_root(Path(venv).expanduser().resolve())
+    return root / "backups" if root else paths.home / "backups"
+
+
+def _node(args: argparse.Namespace, paths: Paths, venv: Path | None = None) -> Any:
+    """The upgrade.Node of this home: how an upgrade stops, starts and asks the MN."""
+    import mn.client  # noqa: F401 (imported now: an upgrade of this very venv replaces the files)
+    from mn import release, upgrade
+
+    venv = venv or _venv(args)
+    python = str(release.venv_python(venv))
+    start_args = argparse.Namespace(foreground=False, timeout=getattr(args, "timeout", 120.0), demo=False,
+                                    host=None, port=None, db_url=None, simulator=None)
+    root = release.install_root(venv)
+    return upgrade.Node(
+        home=paths.home, venv=venv, db_url=load_config(paths).db_url, backups=_backups(args, paths),
+        is_running=lambda: running_pid(paths) is not None,
+        stop=lambda: _stop(paths, 30.0), start=lambda: _start(paths, start_args, python=python),
+        running_version=lambda: get_version(client_url(load_config(paths))),
+        releases=root / "releases" if root else None, say=lambda m: print(m, flush=True))
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from mn import release, upgrade
+
+    paths = _paths(args)
+    target = Path(args.target).expanduser().resolve()
+    if not target.is_file():
+        raise CtlError(f"no such file: {target}", 2)
+    is_wheel = target.name.endswith(".whl")
+    if not is_wheel and not target.name.endswith((".tar.gz", ".tgz")):
+        raise CtlError(f"{target.name}: expected a release tarball (zstack-<version>.tar.gz) or a wheel "
+                       f"(zstack-<version>-py3-none-any.whl)", 2)
+    with ctl_lock(paths), tempfile.TemporaryDirectory(prefix="zstack-upgrade-") as tmp:
+        node = _node(args, paths)
+        try:
+            if is_wheel:
+                wheel = target
+            else:
+                unpack_to = Path(tmp) if args.dry_run else (node.releases or paths.home / "releases")
+                wheel = release.unpack_release(target, unpack_to)
+            plan = upgrade.plan_upgrade(node, wheel)
+        except (release.ReleaseError, upgrade.UpgradeError) as exc:
+            raise CtlError(str(exc)) from None
+        print(plan.describe(), flush=True)
+        if args.dry_run:
+            print("dry run: nothing changed")
+            return 0
+        try:
+            upgrade.run_upgrade(node, plan)
+        except upgrade.UpgradeError as exc:
+            raise CtlError(str(exc)) from None
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from mn import upgrade
+
+    paths = _paths(args)
+    with ctl_lock(paths):
+        node = _node(args, paths)
+        try:
+            directory = Path(args.backup).expanduser().resolve() if args.backup else upgrade.last_upgrade(node.backups)
+            manifest = upgrade.read_manifest(directory)
+            print(f"rolling back to {directory} (version {manifest['version']}, database revision "
+                  f"{manifest['revision']}, taken {manifest['created']})", flush=True)
+            upgrade.rollback(node, directory)
+        except upgrade.UpgradeError as exc:
+            raise CtlError(str(exc)) from None
+    return 0
+
+
+def cmd_upgrade_db(args: argparse.Namespace) -> int:
+    from mn import backup, release, upgrade
+    from mn.db.migrate import MIGRATIONS, current_revision
+    from mn.db.migrate import upgrade as migrate
+
+    paths = _paths(args)
+    url = load_config(paths).db_url
+    try:
+        backup.check_reachable(url)
+        revision = current_revision(url)
+        migrations = release.migrations_in(MIGRATIONS / "versions")
+        todo = release.pending(migrations, revision)
+    except (backup.BackupError, release.ReleaseError) as exc:
+        raise CtlError(str(exc)) from None
+    print(f"database {mask_url(url)}: revision {revision or 'none (empty)'}; "
+          f"this code's head: {release.head_of(migrations)}")
+    for m in todo:
+        print(f"  pending {m.revision}  {m.title}")
+    if not todo:
+        print("the database is up to date: nothing to migrate")
+        return 0
+    if args.dry_run:
+        print(f"dry run: {len(todo)} migration(s) pending, nothing changed")
+        return 0
+    with ctl_lock(paths):
+        pid = running_pid(paths)
+        if pid is not None:
+            raise CtlError(f"the management node is running (pid {pid}): stop it first ('zstack-ctl stop'); "
+                           f"'zstack-ctl upgrade' does stop, migrate and start in one go")
+        saved = None
+        if revision is not None:  # an empty database has nothing to lose
+            try:
+                backup.check_tools(url)
+                saved = upgrade.take_backup(_node(args, paths, venv=Path(sys.prefix)), "upgrade_db",
+                                            with_code=False)
+            except (backup.BackupError, release.ReleaseError) as exc:
+                raise CtlError(f"backup failed, nothing migrated: {exc}") from None
+            print(f"backup: {saved}")
+        print(f"migrating to {release.head_of(migrations)} ...", flush=True)
+        try:
+            migrate(url)
+        except Exception as exc:  # noqa: BLE001 (any migration error: restore, then report)
+            why = f"{type(exc).__name__}: {exc}"
+            if saved is None:
+                raise CtlError(f"the migration failed: {why}") from None
+            backup.restore(url, saved / upgrade.read_manifest(saved)["database"])
+            raise CtlError(f"the migration failed: {why}\nthe database was restored from {saved} "
+                           f"(revision {revision})") from None
+    print(f"database at revision {current_revision(url)}")
+    return 0
+
+
+def cmd_dump_db(args: argparse.Namespace) -> int:
+    from mn import backup
+    from mn.db.migrate import current_revision
+
+    paths = _paths(args)
+    url = load_config(paths).db_url
+    try:
+        suffix = backup.SUFFIX[backup.dialect_of(url)]
+        dest = Path(args.file).expanduser().resolve() if args.file else \
+            _backups(args, paths) / f"db-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
+        backup.check_tools(url)
+        backup.check_reachable(url)
+        t0 = time.monotonic()
+        backup.dump(url, dest)
+    except backup.BackupError as exc:
+        raise CtlError(str(exc)) from None
+    print(f"dumped {mask_url(url)} (revision {current_revision(url)}) to {dest} "
+          f"({dest.stat().st_size} bytes, {time.monotonic() - t0:.1f} s)")
+    return 0
+
+
+def cmd_restore_db(args: argparse.Namespace) -> int:
+    from mn import backup, upgrade
+    from mn.db.migrate import current_revision
+
+    paths = _paths(args)
+    url = load_config(paths).db_url
+    src = Path(args.file).expanduser().resolve()
+    if not src.is_file():
+        raise CtlError(f"no such file: {src}", 2)
+    with ctl_lock(paths):
+        pid = running_pid(paths)
+        if pid is not None:
+            raise CtlError(f"the management node is running (pid {pid}): stop it before restoring its "
+                           f"database ('zstack-ctl stop')")
+        try:
+            if backup.file_kind(src) != backup.dialect_of(url):
+                raise backup.BackupError(f"{src} is a {backup.file_kind(src)} dump; the configured "
+                                         f"database {mask_url(url)} is {backup.dialect_of(url)}")
+            backup.check_tools(url)
+            if args.backup and current_revision(url) is not None:
+                saved = upgrade.take_backup(_node(args, paths, venv=Path(sys.prefix)), "before-restore",
+                                            with_code=False)
+                print(f"the current database is saved in {saved}")
+            backup.restore(url, src)
+        except backup.BackupError as exc:
+            raise CtlError(str(exc)) from None
+    print(f"restored {mask_url(url)} from {src}: revision {current_revision(url)}")
+    return 0
+
+
+def cmd_collect_log(args: argparse.Namespace) -> int:
+    from mn import collect_log
+
+    paths = _paths(args)
+    status = io.StringIO()
+    with contextlib.redirect_stdout(status):
+        try:
+            cmd_status(args)
+            cmd_version(args)
+        except CtlError as exc:
+            print(f"status failed: {exc}")
+    out = Path(args.output).expanduser().resolve() if args.output else Path.cwd()
+    path = collect_log.collect(paths.home, load_config(paths), status.getvalue(), out, _backups(args, paths),
+                               log_bytes=args.max_log_mb * 1024 * 1024)
+    print(path)
+    return 0
+
+
 # ---- argument parsing ---------------------------------------------------------------------------
 
 
@@ -648,6 +885,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("settings", nargs="+", metavar="key=value")
     p = add("deploydb", cmd_deploydb, "create or upgrade the database schema", [])
     p.add_argument("--db-url", help="database URL (saved as db_url); default: the configured one")
+    code = argparse.ArgumentParser(add_help=False)
+    code.add_argument("--venv", help="the virtualenv of the MN's code (default: $ZSTACK_VENV, else the one "
+                      "running zstack-ctl)")
+    code.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the MN to start")
+    backups = argparse.ArgumentParser(add_help=False)
+    backups.add_argument("--backup-dir", help="where backups go (default: R/backups of an installed layout, "
+                         "else <home>/backups)")
+    p = add("upgrade", cmd_upgrade, "upgrade to a release tarball or wheel: stop, back up, install, migrate, "
+            "start, check; on any failure restore the previous version and database", [code, backups])
+    p.add_argument("target", metavar="RELEASE", help="zstack-<version>.tar.gz or zstack-<version>-py3-none-any.whl")
+    p.add_argument("--dry-run", action="store_true", help="only check and print the plan")
+    p = add("rollback", cmd_rollback, "return to the backup of the last upgrade (code and database)",
+            [code, backups])
+    p.add_argument("backup", nargs="?", help="a backup directory (default: the last upgrade's)")
+    p = add("upgrade_db", cmd_upgrade_db, "migrate the database to this code's schema: dry run, backup, "
+            "migrate (restored from the backup if a migration fails)", [backups])
+    p.add_argument("--dry-run", action="store_true", help="only show the pending migrations")
+    p = add("dump_db", cmd_dump_db, "dump the database to a file (default: in the backup directory)", [backups])
+    p.add_argument("file", nargs="?", help="the dump file")
+    p = add("restore_db", cmd_restore_db, "replace the database by a dump (the MN must be stopped)", [backups])
+    p.add_argument("file", help="a dump made by dump_db or an upgrade backup")
+    p.add_argument("--backup", action=argparse.BooleanOptionalAction, default=True,
+                   help="dump the current database first (default: on)")
+    p = add("collect_log", cmd_collect_log, "make a tarball of logs, config (passwords masked), versions, "
+            "status and migration state for a bug report", [])
+    p.add_argument("--output", "-o", help="directory (or .tar.gz path) for the tarball (default: here)")
+    p.add_argument("--max-log-mb", type=int, default=20, help="keep at most the last N MiB of each log")
     return parser
 
 

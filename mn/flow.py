@@ -5,7 +5,10 @@ Invariants:
 - When a step fails, every completed step is rolled back in reverse order; a rollback failure is
   logged and does not hide the original error, which is re-raised.
 - If a journal is given, it is called before each step that has a rollback with (flow name, step
-  names, data), so a restarted MN can rebuild the flow by name (FLOWS) and roll it back.
+  names, data), so a restarted MN can rebuild the flow by name (FLOWS) and roll it back. A step
+  declared `journaled=False` gets no entry of its own: the entry before the nearest journaled step
+  ahead of it already names it (as possibly run), so everything its rollback needs must be in
+  `data` by the time that entry is written.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class Step:
     # The step writes the journal entry that announces it inside its own (single) database
     # transaction (ApiContext.flow_tx), so the entry and the step's effects commit together.
     journal_in_step: bool = False
+    # False: no journal entry is written before this step (one write saved); the previous journaled
+    # step's entry names it already, so recovery rolls it back whether or not it ran.
+    journaled: bool = True
 
 
 class FlowError(Exception):
@@ -55,11 +61,11 @@ class Flow:
         the flow right after that step ran (test instrumentation for rollback paths).
         """
         done: list[Step] = []
-        for step in self.steps:
+        for i, step in enumerate(self.steps):
             try:
-                if journal is not None and step.rollback is not None:
+                if journal is not None and step.rollback is not None and step.journaled:
                     # A step without rollback leaves recovery nothing to undo: no entry needed.
-                    journal(self.name, [s.name for s in done] + [step.name], data, step)
+                    journal(self.name, [s.name for s in done] + [step.name] + self._covered(i), data, step)
                 step.run(ctx, data)
                 done.append(step)
                 if fault is not None and fault(f"{self.name}:{step.name}"):
@@ -74,6 +80,15 @@ class Flow:
         if journal is not None:
             journal(self.name, [], data, None)
         return data
+
+    def _covered(self, i: int) -> list[str]:
+        """The unjournaled steps right after step i: its journal entry names them too."""
+        out = []
+        for step in self.steps[i + 1:]:
+            if step.journaled:
+                break
+            out.append(step.name)
+        return out
 
     def rollback_completed(self, ctx: Any, data: dict[str, Any], completed: list[str]) -> None:
         """Roll back the named completed steps (used by crash recovery)."""

@@ -11,6 +11,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -19,12 +20,16 @@ from sqlalchemy.orm import Session
 from mn import models as m
 from mn.api.catalog import load_catalog
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
 
 def fmt_date(d: dt.datetime | None) -> str | None:
-    """ZStack's (Gson's) default date format, e.g. "Nov 23, 2026 8:28:38 PM"."""
+    """ZStack's (Gson's) default date format, e.g. "Nov 23, 2026 8:28:38 PM" (English months)."""
     if d is None:
         return None
-    return f"{d:%b} {d.day}, {d.year} {(d.hour % 12) or 12}:{d:%M:%S} {'AM' if d.hour < 12 else 'PM'}"
+    h = d.hour
+    return (f"{_MONTHS[d.month - 1]} {d.day}, {d.year} {(h % 12) or 12}:{d.minute:02d}:{d.second:02d} "
+            f"{'AM' if h < 12 else 'PM'}")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,10 @@ COLLECTIONS: dict[type, dict[str, Collection]] = {
         "allVolumes": Collection(m.Volume, "vmInstanceUuid", order_by="deviceId"),
     },
     m.VmNic: {"usedIps": Collection(m.UsedIp, "vmNicUuid")},
+    m.Vip: {
+        "peerL3NetworkUuids": Collection(m.VipPeerL3NetworkRef, "vipUuid", attr="l3NetworkUuid", order_by="id"),
+        "servicesRefs": Collection(m.VipNetworkServicesRef, "vipUuid"),
+    },
 }
 
 # Inventory chosen by row, where one table serves several inventories.
@@ -67,25 +76,34 @@ def inventory_name(row: Any) -> str:
     return chooser(row) if chooser else type(row).__inventory__
 
 
-def _render(value: Any, ftype: str) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return fmt_date(value)
-    return value
+# How each output field is filled: from a loaded collection, a column attribute, or empty.
+_COLL, _ATTR, _LIST, _NONE = range(4)
+_MISSING = object()
 
 
-def _empty(ftype: str) -> Any:
-    return [] if ftype == "list" else None
+@lru_cache(maxsize=1024)
+def _plan(model: type, inventory: str, wanted: frozenset[str] | None, loaded: frozenset[str],
+          ) -> tuple[tuple[str, int], ...]:
+    """The inventory's fields in catalogue order with their source, for rows of `model`."""
+    out = []
+    for fname, ftype in load_catalog().inventories[inventory].fields:
+        if wanted is not None and fname not in wanted:
+            continue
+        if fname in loaded:
+            out.append((fname, _COLL))
+        elif hasattr(model, fname):
+            out.append((fname, _ATTR))
+        else:
+            out.append((fname, _LIST if ftype == "list" else _NONE))
+    return tuple(out)
 
 
 def to_inventories(s: Session, rows: Sequence[Any], fields: Sequence[str] | None = None) -> list[dict]:
     """Serialise rows of one model; `fields` restricts the output (the query API's `fields`)."""
     if not rows:
         return []
-    cat = load_catalog()
     model = type(rows[0])
-    colls = COLLECTIONS.get(model, {})
+    colls = next((COLLECTIONS[c] for c in model.__mro__ if c in COLLECTIONS), {})  # subclasses too
     wanted = set(fields) if fields else None
     loaded: dict[str, dict[Any, list]] = {}
     for name, c in colls.items():
@@ -106,19 +124,23 @@ def to_inventories(s: Session, rows: Sequence[Any], fields: Sequence[str] | None
                 for ch, inv in zip(children, invs, strict=True):
                     groups[getattr(ch, c.fk)].append(inv)
         loaded[name] = groups
+    frozen_wanted = frozenset(wanted) if wanted is not None else None
+    loaded_names = frozenset(loaded)
     out = []
     for r in rows:
-        spec = cat.inventories[inventory_name(r)]
+        plan = _plan(model, inventory_name(r), frozen_wanted, loaded_names)
+        values = r.__dict__  # loaded column values (rows are freshly loaded; else getattr below)
         inv: dict[str, Any] = {}
-        for fname, ftype in spec.fields:
-            if wanted is not None and fname not in wanted:
-                continue
-            if fname in loaded:
+        for fname, source in plan:
+            if source == _ATTR:
+                v = values.get(fname, _MISSING)
+                if v is _MISSING:
+                    v = getattr(r, fname)
+                inv[fname] = fmt_date(v) if isinstance(v, dt.datetime) else v
+            elif source == _COLL:
                 inv[fname] = loaded[fname].get(getattr(r, colls[fname].key), [])
-            elif hasattr(r, fname):
-                inv[fname] = _render(getattr(r, fname), ftype)
             else:
-                inv[fname] = _empty(ftype)
+                inv[fname] = [] if source == _LIST else None
         out.append(inv)
     return out
 

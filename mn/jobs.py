@@ -37,6 +37,7 @@ class JobRunner:
         self._queues: dict[str, deque[tuple[str, Work]]] = {}
         self._done = threading.Condition(self._lock)
         self._inflight = 0
+        self._finished: dict[str, tuple[threading.Event, int]] = {}  # job -> (event, waiter count)
         self.on_finish: Callable[[str, str, dict], None] | None = None
 
     def create(self, job_uuid: str, api_name: str, request: dict, sync_key: str | None) -> None:
@@ -103,8 +104,31 @@ class JobRunner:
                 break
             except Exception:
                 log.exception("recording the end of job %s failed (attempt %d)", job_uuid, attempt + 1)
+        self._wake(job_uuid)
         if self.on_finish is not None:
             self.on_finish(job_uuid, state, result)
+
+    def watch(self, job_uuid: str) -> threading.Event:
+        """An event set when this MN finishes `job_uuid`; pair every watch() with unwatch()."""
+        with self._lock:
+            ev, n = self._finished.get(job_uuid) or (threading.Event(), 0)
+            self._finished[job_uuid] = (ev, n + 1)
+            return ev
+
+    def unwatch(self, job_uuid: str) -> None:
+        with self._lock:
+            entry = self._finished.get(job_uuid)
+            if entry is not None:
+                if entry[1] <= 1:
+                    del self._finished[job_uuid]
+                else:
+                    self._finished[job_uuid] = (entry[0], entry[1] - 1)
+
+    def _wake(self, job_uuid: str) -> None:
+        with self._lock:
+            entry = self._finished.get(job_uuid)
+        if entry is not None:
+            entry[0].set()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self._lock:

@@ -5,9 +5,19 @@ the catalogue's expansions to any depth (`vmNics.l3Network.zone.name`, and rever
 `vmInstance.state` from HostInventory), or `__systemTag__`/`__userTag__` (at any level).
 Each expansion step compiles to `fk IN (SELECT key FROM target WHERE ...)`, so the database does
 all filtering; the operator applies inside the innermost subquery, as in ZStack ("some child
-matches"). Tag conditions compile to `uuid [NOT] IN (SELECT resourceUuid FROM <tag table> WHERE
-tag <op> :v)`: negative operators (!=, not in, not like) select resources with no matching tag,
-`is null` resources with no tag at all, `is not null` resources with at least one.
+matches"). On SQLite, which materialises every IN subquery in full, a reverse (one-to-many)
+expansion whose children match at least EXISTS_THRESHOLD rows (a bounded probe, run while
+compiling a page) compiles instead to the equivalent correlated `EXISTS (SELECT 1 FROM child
+WHERE child.fk = parent.key AND ...)`, so a page of 20 hosts "with a running VM" probes a few
+VMs per host instead of collecting 800,000; counts keep the IN form (they visit every parent).
+Likewise a small SQLite page (start+limit <= WALK_PAGE) whose conditions match at least
+WALK_MATCHES rows walks the index of its order and filters (the table's own terms are written
+`+col`, which no index may serve) instead of gathering every match to sort it. Pages are ordered
+by the sort field then the primary key, both in the sort's direction, so an index on (field, uuid)
+serves them; a page with `start` first finds its keys, then loads only those rows.
+Tag conditions compile to `uuid [NOT] IN (SELECT resourceUuid FROM <tag table> WHERE tag <op> :v)`:
+negative operators (!=, not in, not like) select resources with no matching tag, `is null`
+resources with no tag at all, `is not null` resources with at least one.
 
 Values are bound parameters typed by the field (int/long, float/double, boolean, timestamp —
 ZStack's date formats, ISO 8601 or epoch milliseconds — else string); field names come only from
@@ -24,11 +34,14 @@ the smallest primary key; sortBy/start/limit then apply to those rows, and `tota
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, and_, case, cast, func, not_, select
+from sqlalchemy import ColumnElement, Select, String, and_, cast, exists, func, literal, not_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
 from mn import models as m
 from mn.api.catalog import ApiSpec, Catalog, load_catalog
@@ -41,6 +54,9 @@ CLI_OPS = {"?=": "in", "!?=": "not in", "~=": "like", "!~=": "not like"}
 NEGATIVE = {"!=": "=", "not in": "in", "not like": "like"}
 TAG_FIELDS = {"__systemTag__": m.SystemTag, "__userTag__": m.UserTag}
 DEFAULT_LIMIT = 1000
+EXISTS_THRESHOLD = 1000  # children matching at least this many rows: EXISTS instead of IN (SQLite)
+WALK_PAGE = 100  # SQLite pages up to start+limit this small may walk the order's index (see run_query)
+WALK_MATCHES = 300  # ... when their conditions match at least this many rows
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S",
                  "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%d", "%b %d, %Y %I:%M:%S %p", "%b %d, %Y, %I:%M:%S %p")
 
@@ -119,8 +135,13 @@ def typed_value(field: str, ftype: str, raw: Any) -> Any:
 class QueryCompiler:
     """Compiles conditions on an inventory to SQLAlchemy clauses, from the catalogue alone."""
 
-    def __init__(self, catalog: Catalog | None = None):
+    def __init__(self, catalog: Catalog | None = None, probe: Callable[[Select], bool] | None = None):
+        """`probe(stmt)` tells whether `stmt` matches many rows (EXISTS_THRESHOLD or more); with it,
+        reverse expansions that match many children compile to a correlated EXISTS."""
         self.cat = catalog or load_catalog()
+        self.probe = probe
+        self.unindexed = False  # wrap the queried table's own columns so no index serves them
+        self.indexable = False  # the last where() has a top-level term an index could serve
 
     def expansions(self, inventory: str, api: ApiSpec | None = None) -> dict[str, dict]:
         """The expansions of an inventory (plus the API's own, at the root of a query)."""
@@ -186,6 +207,7 @@ class QueryCompiler:
     def condition(self, inventory: str, name: str, op: str, value: Any, api: ApiSpec | None = None,
                   path: str | None = None) -> ColumnElement[bool]:
         """One condition on `inventory`; `path` is the full condition name, for error messages."""
+        outer = path is None and self.unindexed
         path = path or name
         op = CLI_OPS.get(op, op).strip().lower()
         if op not in OPS:
@@ -198,7 +220,8 @@ class QueryCompiler:
         if head in TAG_FIELDS and not rest:
             if not hasattr(model, "uuid"):
                 raise invalid(f"{inventory} has no uuid, so it carries no tags: '{path}' cannot be queried")
-            return self._tag_condition(model, TAG_FIELDS[head], op, value, head)
+            self.indexable = self.indexable or path == name
+            return self._tag_condition(model, TAG_FIELDS[head], op, value, head, outer)
         if rest:
             exps = self.expansions(inventory, api)
             exp = exps.get(head)
@@ -210,29 +233,40 @@ class QueryCompiler:
                 raise invalid(f"the expansion '{head}' ({exp['inventory']}) of {inventory} in '{path}' is "
                               f"not available on this management node; available expansions: "
                               f"{self.available_expansions(inventory, api)}")
-            inner = self.condition(exp["inventory"], rest, op, value, path=path)
+            inner = [self.condition(exp["inventory"], rest, op, value, path=path),
+                     *self._base_where(sub_target)]
             key = getattr(sub_target.model, exp["expandedInventoryKey"])
-            sub = select(key).where(inner, *self._base_where(sub_target))
-            return getattr(model, exp["foreignKey"]).in_(sub)
+            fk = getattr(model, exp["foreignKey"])
+            sub_model = sub_target.model
+            reverse = (exp["foreignKey"] == model.__mapper__.primary_key[0].key
+                       and sub_model.__table__ is not model.__table__)
+            if reverse and self.probe is not None and self.probe(select(literal(1)).select_from(sub_model)
+                                                                 .where(*inner)):
+                return exists(select(literal(1)).select_from(sub_model).where(key == fk, *inner)
+                              .correlate(model))
+            self.indexable = self.indexable or path == name
+            return _unindexed(fk, outer).in_(select(key).where(*inner).correlate(None))
         ftype = self.field_type(inventory, head)
         if ftype is None or ftype == "list" or not hasattr(model, head):
             where = f" (in '{path}')" if path != head else ""
             raise invalid(f"'{head}' is not a queryable field of {inventory}{where}; valid fields: "
                           f"{self.column_fields(inventory)}; expansions: "
                           f"{self.available_expansions(inventory, api)}")
-        col = getattr(model, head)
+        self.indexable = self.indexable or path == name
+        col = _unindexed(getattr(model, head), outer)
         return self._compare(col, op, self._values(path, ftype, op, value), ftype)
 
     def _tag_condition(self, model: type, tag_model: type, op: str, value: Any, head: str,
-                       ) -> ColumnElement[bool]:
-        tagged = select(tag_model.resourceUuid)
+                       outer: bool = False) -> ColumnElement[bool]:
+        tagged = select(tag_model.resourceUuid).correlate(None)
+        uuid = _unindexed(model.uuid, outer)
         if op == "is null":
-            return not_(model.uuid.in_(tagged))
+            return not_(uuid.in_(tagged))
         if op == "is not null":
-            return model.uuid.in_(tagged)
+            return uuid.in_(tagged)
         positive = NEGATIVE.get(op, op)
         vals = self._values(head, "string", positive, value)
-        inside = model.uuid.in_(tagged.where(self._compare(tag_model.tag, positive, vals, "string")))
+        inside = uuid.in_(tagged.where(self._compare(tag_model.tag, positive, vals, "string")))
         return not_(inside) if op in NEGATIVE else inside
 
     @staticmethod
@@ -261,6 +295,7 @@ class QueryCompiler:
     def where(self, inventory: str, conditions: list[dict], api: ApiSpec | None = None,
               ) -> list[ColumnElement[bool]]:
         clauses = self._base_where(TARGETS[inventory])
+        self.indexable = False
         if not isinstance(conditions, list):
             raise invalid(f"'conditions' must be a list of {{name, op, value}}, got {conditions!r}")
         for c in conditions:
@@ -282,6 +317,14 @@ class QueryCompiler:
         return select(model).where(and_(*clauses)) if clauses else select(model)
 
 
+def _unindexed(col: Any, wrap: bool) -> Any:
+    """`+col` (SQLite: the same value, but no index may serve the term) when `wrap`, else col."""
+    if not wrap:
+        return col
+    expr = getattr(col, "expression", col)
+    return UnaryExpression(expr, operator=custom_op("+"), type_=expr.type)
+
+
 def _int_param(msg: dict[str, Any], name: str, default: int | None) -> int | None:
     v = msg.get(name)
     if v is None:
@@ -295,13 +338,44 @@ def _int_param(msg: dict[str, Any], name: str, default: int | None) -> int | Non
     return n
 
 
+def _probe(s: Session, threshold: int | None = None) -> Callable[[Select], bool]:
+    """Whether a statement matches `threshold` (EXISTS_THRESHOLD) rows or more; reads at most that many.
+
+    Answers are remembered for the query (a statement is probed once however often it compiles)."""
+    seen: dict[tuple[str, tuple], bool] = {}
+
+    def many(stmt: Select) -> bool:
+        bound = threshold or EXISTS_THRESHOLD
+        compiled = stmt.compile(s.get_bind())
+        key = (str(compiled), tuple(sorted((k, repr(v)) for k, v in compiled.params.items())))
+        if key not in seen:
+            n = s.scalar(select(func.count()).select_from(stmt.limit(bound).subquery()))
+            seen[key] = int(n or 0) >= bound
+        return seen[key]
+
+    return many
+
+
+def _sort_key(col: Any, direction: str, dialect: str) -> Any:
+    """ORDER BY term: NULLs first ascending and last descending, alike on every database.
+
+    SQLite and MySQL/MariaDB already order NULLs so; PostgreSQL is told. A NOT NULL column gets a
+    plain term everywhere, so an index on it serves the order (and deep pages) directly.
+    """
+    nullable = getattr(getattr(col, "expression", col), "nullable", True)
+    if direction == "asc":
+        return col.asc().nulls_first() if nullable and dialect == "postgresql" else col.asc()
+    return col.desc().nulls_last() if nullable and dialect == "postgresql" else col.desc()
+
+
 def run_query(s: Session, api: ApiSpec, msg: dict[str, Any]) -> dict[str, Any]:
     """Execute a Query API message; returns the reply fields (inventories and/or total)."""
     inventory = api.inventory
     if inventory is None or inventory not in TARGETS:
         raise invalid(f"{api.name} is not available on this management node")
+    dialect = s.get_bind().dialect.name
+    conditions, group_by = msg.get("conditions") or [], msg.get("groupBy") or None
     qc = QueryCompiler()
-    base = qc.select(inventory, msg.get("conditions") or [], api, msg.get("groupBy") or None)
     model = TARGETS[inventory].model
     limit = _int_param(msg, "limit", DEFAULT_LIMIT)
     start = _int_param(msg, "start", 0)
@@ -313,23 +387,40 @@ def run_query(s: Session, api: ApiSpec, msg: dict[str, Any]) -> dict[str, Any]:
             raise invalid(f"unknown fields {bad} of {inventory}; valid: {sorted(known)}")
     reply: dict[str, Any] = {}
     if msg.get("count") or msg.get("replyWithCount"):
-        total = s.scalar(select(func.count()).select_from(base.order_by(None).subquery()))
+        # Counting visits every match: IN subqueries (no EXISTS probes), no ORDER BY.
+        if group_by:
+            groups = qc.select(inventory, conditions, api, group_by).subquery()
+            counted = select(func.count()).select_from(groups)
+        else:
+            counted = select(func.count()).select_from(model).where(*qc.where(inventory, conditions, api))
+        total = s.scalar(counted)
         reply["total"] = int(total or 0)
         if msg.get("count"):
             return reply  # ZStack answers a count with the total alone
-    q = base
+    probing = QueryCompiler(qc.cat, _probe(s)) if dialect == "sqlite" else qc
+    q = probing.select(inventory, conditions, api, group_by)
+    if (probing.probe is not None and probing.indexable and not group_by and (limit or 0) + start <= WALK_PAGE
+            and _probe(s, WALK_MATCHES)(q.with_only_columns(literal(1), maintain_column_froms=True))):
+        # SQLite, a small page of a condition matching many rows: walk the index of the page's
+        # order and filter (a few rows per result), rather than gather every match and sort it.
+        probing.unindexed = True
+        q = probing.select(inventory, conditions, api)
     sort_by = msg.get("sortBy")
+    pk = model.__mapper__.primary_key[0]
+    order: list[Any] = [pk]
     if sort_by:
         col, _ = qc.column(inventory, sort_by, "sortBy")
         direction = str(msg.get("sortDirection") or "asc").lower()
         if direction not in ("asc", "desc"):
             raise invalid(f"sortDirection must be asc or desc, got {direction!r}")
-        # NULLs first ascending and last descending, alike on every database.
-        nulls = case((col.is_(None), 0), else_=1)
-        q = q.order_by(nulls.asc(), col.asc()) if direction == "asc" else q.order_by(nulls.desc(), col.desc())
-    q = q.order_by(model.__mapper__.primary_key[0]).limit(limit)
+        # Ties by primary key, in the sort's direction: an index on (field, uuid) serves the order.
+        order = [_sort_key(col, direction, dialect), pk.desc() if direction == "desc" else pk]
+    q = q.order_by(*order).limit(limit)
     if start:
-        q = q.offset(start)
+        # A deep page: find its keys first (an index-only walk past `start` entries), then load
+        # those rows alone; a derived table, since MySQL/MariaDB refuse LIMIT inside IN (...).
+        keys = q.with_only_columns(pk).offset(start).subquery()
+        q = select(model).join(keys, pk == keys.c[pk.key]).order_by(*order)
     rows = s.scalars(q).all()
     reply["inventories"] = to_inventories(s, rows, fields)
     return reply

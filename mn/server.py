@@ -33,12 +33,17 @@ class RunningMN:
     def services(self):  # noqa: ANN201
         return self.app.extensions["zstack.services"]
 
-    def stop(self) -> None:
+    def stop(self, drain: float = 15.0) -> None:
+        """Stop: let running jobs finish for up to `drain` seconds while the API server still
+        takes agents' async replies, then fail what still waits for one (recovery at the next
+        start rolls those flows back), and shut down."""
         self.background.stop()
+        svc = self.services
+        svc.extras["jobs"].wait_idle(timeout=drain)
         self.server.close()  # type: ignore[attr-defined]
         if self.thread is not None:
             self.thread.join(timeout=10)
-        svc = self.services
+        svc.agents.abort_waiting("the management node is stopping")
         svc.extras["jobs"].shutdown()
         svc.db.dispose()
         if self.simulator is not None:
@@ -58,11 +63,12 @@ def start(config: MNConfig, in_thread: bool = True) -> RunningMN:
         log.info("embedded simulator listening on %s", simulator.url)
     app = create_app(config)
     server = create_server(app, host=config.host, port=config.port, threads=config.http_threads,
-                           connection_limit=1000, channel_timeout=300, ident="zstack")
+                           connection_limit=1000, channel_timeout=300, ident="zstack", asyncore_use_poll=True)
     port = server.effective_port  # type: ignore[attr-defined]
     url = f"http://{config.host}:{port}"
     config.port = port
     bg = Background(app.extensions["zstack.services"])
+    app.extensions["zstack.background"] = bg
     bg.start()
     running = RunningMN(app, url, server, bg, simulator=simulator)
     if in_thread:
@@ -79,10 +85,20 @@ def serve_forever(config: MNConfig) -> None:
     running = start(config, in_thread=False)
     stop = threading.Event()
 
+    def _close() -> None:
+        """Stop listening and drop idle keep-alive connections, or the loop serves them until they
+        time out (channel_timeout) and a SIGTERM looks like a hang."""
+        from waitress import wasyncore
+
+        running.server.close()  # type: ignore[attr-defined]
+        channels = getattr(running.server, "_map", None)
+        if channels is not None:
+            wasyncore.close_all(channels, ignore_all=True)
+
     def _stop(*_: object) -> None:
         if not stop.is_set():
             stop.set()
-            threading.Thread(target=running.server.close, daemon=True).start()  # type: ignore[attr-defined]
+            threading.Thread(target=_close, daemon=True).start()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

@@ -7,10 +7,13 @@ primary storage and be used by no other domain; its NICs' bridges must exist on 
 exists on one host at most; state changes follow libvirt (pause needs Running, resume needs
 Paused...); bridge names fit Linux's 15 characters; a bridge in use cannot be deleted.
 Stop and destroy of an unknown VM succeed (idempotent), as on ZStack's agent.
+Applied EIPs are recorded per host by VIP; their bridges must exist and a VIP serves one EIP.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +22,7 @@ from simulator.model import SimError, SimHost, SimVm, vnc_port
 from simulator.state import SimState
 
 MAX_BRIDGE_NAME = 15
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _MISSING = object()
 
 
@@ -52,7 +56,8 @@ def connect(state: SimState, host: SimHost, cmd: p.ConnectCmd) -> p.ConnectRsp:
     with host.lock:
         host.connected = True
         host.send_command_url = cmd.sendCommandUrl
-    return p.ConnectRsp(hostUuid=host.uuid, libvirtVersion="simulated", qemuVersion="simulated")
+    return p.ConnectRsp(hostUuid=host.uuid, libvirtVersion="simulated", qemuVersion="simulated",
+                        agentVersion="simulated")
 
 
 def echo(state: SimState, host: SimHost, cmd: p.EchoCmd) -> p.Reply:
@@ -287,6 +292,55 @@ def delete_bridge(state: SimState, host: SimHost, cmd: p.DeleteBridgeCmd) -> p.R
     return p.Reply()
 
 
+# ---- flat network EIP -------------------------------------------------------------------------
+
+def _check_eip(host: SimHost, e: p.EipTO) -> None:
+    for name in ("vip", "guestIp"):
+        value = getattr(e, name)
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise SimError(f"EIP {e.eipUuid}: {name} {value!r} is not an IPv4 address") from None
+    if e.vip == e.guestIp:
+        raise SimError(f"EIP {e.eipUuid}: the VIP and the guest IP are both {e.vip}")
+    if not _MAC.match(e.nicMac or ""):
+        raise SimError(f"EIP {e.eipUuid}: nicMac {e.nicMac!r} is not a MAC address")
+    _need_bridge(host, e.guestBridgeName, f"EIP {e.eipUuid}")
+    if e.vipBridgeName is not None:
+        _need_bridge(host, e.vipBridgeName, f"EIP {e.eipUuid}")
+
+
+def apply_eips(state: SimState, host: SimHost, cmd: p.ApplyEipCmd) -> p.Reply:
+    """All or nothing: every EIP is checked before any is recorded. A VIP applied for another
+    EIP (or another guest IP) on this host is refused; the same EIP again is a no-op."""
+    vips = [e.vip for e in cmd.eips]
+    if len(set(vips)) != len(vips):
+        raise SimError(f"two EIPs of one command use the same VIP: {vips}")
+    with host.lock:
+        for e in cmd.eips:
+            _check_eip(host, e)
+            old = host.eips.get(e.vip)
+            if old is not None and (old.eipUuid != e.eipUuid or old.guestIp != e.guestIp):
+                raise SimError(f"VIP {e.vip} is already applied on simulated host {host.uuid} for EIP "
+                               f"{old.eipUuid} (guest {old.guestIp})")
+        for e in cmd.eips:
+            host.eips[e.vip] = e
+    return p.Reply()
+
+
+def delete_eips(state: SimState, host: SimHost, cmd: p.DeleteEipCmd) -> p.Reply:
+    """Deleting an EIP the host does not have succeeds; a VIP applied for another EIP is refused."""
+    with host.lock:
+        for e in cmd.eips:
+            old = host.eips.get(e.vip)
+            if old is not None and old.eipUuid != e.eipUuid:
+                raise SimError(f"VIP {e.vip} on simulated host {host.uuid} is applied for EIP {old.eipUuid}, "
+                               f"not {e.eipUuid}")
+        for e in cmd.eips:
+            host.eips.pop(e.vip, None)
+    return p.Reply()
+
+
 HANDLERS: dict[str, Callable[[SimState, SimHost, Any], p.Reply]] = {
     p.ConnectCmd.PATH: connect,
     p.EchoCmd.PATH: echo,
@@ -310,5 +364,7 @@ HANDLERS: dict[str, Callable[[SimState, SimHost, Any], p.Reply]] = {
     p.CreateVlanBridgeCmd.PATH: create_vlan_bridge,
     p.CheckBridgeCmd.PATH: check_bridge,
     p.DeleteBridgeCmd.PATH: delete_bridge,
+    p.ApplyEipCmd.PATH: apply_eips,
+    p.DeleteEipCmd.PATH: delete_eips,
 }
 """Protocol path -> handler for everything a host serves."""

@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from kvmagent.protocol import NicTO, VolumeTO, to_wire
+from kvmagent.protocol import EipTO, NicTO, VolumeTO, to_wire
 
 VNC_BASE_PORT = 5900
 
@@ -74,6 +74,7 @@ class SimHost:
     send_command_url: str | None = None
     vms: dict[str, SimVm] = field(default_factory=dict)
     bridges: dict[str, int | None] = field(default_factory=dict)
+    eips: dict[str, EipTO] = field(default_factory=dict)  # applied EIPs by VIP address
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def used_memory(self) -> int:
@@ -88,6 +89,7 @@ class SimHost:
             "sendCommandUrl": self.send_command_url,
             "vms": {u: vm.view() for u, vm in self.vms.items()},
             "bridges": sorted(self.bridges),
+            "eips": {vip: to_wire(e) for vip, e in sorted(self.eips.items())},
         }
 
 

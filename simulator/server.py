@@ -23,6 +23,7 @@ from waitress.server import create_server
 from simulator.admin import handle_admin
 from simulator.dispatch import BACKUP, HOSTS, JSON_TYPE, NOT_FOUND, PRIMARY, serve_command
 from simulator.state import SimState
+from simulator.tasks import ACCEPTED, AsyncTasks
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     return environ["wsgi.input"].read(length) if length > 0 else b""
 
 
-def make_app(state: SimState) -> WSGIApp:
-    """The simulator as a WSGI callable serving `state`."""
+def make_app(state: SimState, tasks: AsyncTasks | None = None) -> WSGIApp:
+    """The simulator as a WSGI callable serving `state`; `tasks` runs async-form commands."""
+    tasks = tasks or AsyncTasks()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO") or "/"
@@ -56,6 +58,12 @@ def make_app(state: SimState) -> WSGIApp:
                 status, payload, ctype = NOT_FOUND, _NOT_FOUND_BODY, JSON_TYPE
             elif method != "POST":
                 status, payload, ctype = METHOD_NOT_ALLOWED, _POST_ONLY_BODY, JSON_TYPE
+            elif environ.get("HTTP_TASKUUID") and environ.get("HTTP_CALLBACKURL"):
+                def run(kind: str = kind, uuid: str = uuid, cmd: str = "/" + cmd_path, body: bytes = body) -> bytes:
+                    return serve_command(state, kind, uuid, cmd, body)[1]
+
+                tasks.submit(run, environ["HTTP_TASKUUID"], environ["HTTP_CALLBACKURL"])
+                status, payload, ctype = "200 OK", ACCEPTED, JSON_TYPE
             else:
                 status, payload, ctype = serve_command(state, kind, uuid, "/" + cmd_path, body)
         elif kind == "simulator":
@@ -69,8 +77,12 @@ def make_app(state: SimState) -> WSGIApp:
 
 
 def _create(state: SimState, host: str, port: int, threads: int) -> Any:
-    return create_server(make_app(state), host=host, port=port, threads=threads, asyncore_use_poll=True,
-                         connection_limit=2000, channel_timeout=300, ident="zstack-simulator")
+    tasks = AsyncTasks()
+    server = create_server(make_app(state, tasks), host=host, port=port, threads=threads,
+                           asyncore_use_poll=True, connection_limit=2000, channel_timeout=300,
+                           ident="zstack-simulator")
+    server.zstack_tasks = tasks
+    return server
 
 
 class SimulatorServer:
@@ -103,6 +115,7 @@ class SimulatorServer:
         if channels is not None:
             wasyncore.close_all(channels, ignore_all=True)
         self._thread.join(timeout=5)
+        self._server.zstack_tasks.close()
         self.state.events.close()
         if self._saver is not None:
             self._saver.stop()

@@ -6,6 +6,8 @@ while they change it, return the typed reply and raise SimError to fail.
 Primary storage: a volume lives at /sim/ps/<psUuid>/<volumeUuid>.<format>; creating one takes
 its virtual size from availableCapacity and fails when that is short; deleting frees it and is
 idempotent, but fails while a domain uses the volume or when the path belongs to another storage.
+A snapshot of an unused volume lives at /sim/ps/<psUuid>/snapshots/<volumeUuid>/<snapshotUuid>.qcow2
+and goes when its volume is deleted. CreateVolumeFromImageCmd's SFTP fields are accepted and unused.
 Backup storage: a download accepts any URL; the image's size is the URL's `size=<bytes>` query
 parameter or DEFAULT_IMAGE_SIZE; md5Sum is the md5 of the URL; it lives at
 /sim/bs/<bsUuid>/<imageUuid>.<format>.
@@ -57,11 +59,14 @@ def ps_capacity(state: SimState, ps: SimPrimaryStorage, cmd: p.PrimaryStorageCap
 
 
 def _allocate(state: SimState, ps: SimPrimaryStorage, volume_uuid: str, fmt: str, size: int,
-              actual_size: int) -> p.VolumeRsp:
-    """Record a new volume; the caller has checked its arguments. Takes the storage's lock."""
+              actual_size: int, install_path: str | None = None) -> p.VolumeRsp:
+    """Record a new volume at `install_path` (or a path of our own); the caller has checked its
+    arguments. Takes the storage's lock."""
     if not isinstance(volume_uuid, str) or not volume_uuid:
         raise SimError(f"invalid volumeUuid {volume_uuid!r}")
-    path = f"/sim/ps/{ps.uuid}/{volume_uuid}.{fmt}"
+    if install_path is not None and (not install_path.startswith("/") or volume_uuid not in install_path):
+        raise SimError(f"installPath {install_path!r} must be absolute and name volume {volume_uuid}")
+    path = install_path or f"/sim/ps/{ps.uuid}/{volume_uuid}.{fmt}"
     with ps.lock:
         if path in ps.volumes:
             raise SimError(f"volume {volume_uuid} already exists at {path} on primary storage {ps.uuid}")
@@ -76,7 +81,8 @@ def _allocate(state: SimState, ps: SimPrimaryStorage, volume_uuid: str, fmt: str
 
 def create_empty(state: SimState, ps: SimPrimaryStorage, cmd: p.CreateEmptyVolumeCmd) -> p.VolumeRsp:
     size = _size(cmd.size, "size", 1)
-    return _allocate(state, ps, cmd.volumeUuid, _format(cmd.format), size, min(size, EMPTY_QCOW2_SIZE))
+    return _allocate(state, ps, cmd.volumeUuid, _format(cmd.format), size, min(size, EMPTY_QCOW2_SIZE),
+                     cmd.installPath)
 
 
 def create_from_image(state: SimState, ps: SimPrimaryStorage,
@@ -93,7 +99,7 @@ def create_from_image(state: SimState, ps: SimPrimaryStorage,
             raise SimError(f"{cmd.imageInstallPath} on backup storage {bs.uuid} holds image "
                            f"{image.image_uuid}, not {cmd.imageUuid}")
         size, actual = max(requested, image.size), image.actual_size
-    return _allocate(state, ps, cmd.volumeUuid, "qcow2", size, actual)
+    return _allocate(state, ps, cmd.volumeUuid, "qcow2", size, actual, cmd.installPath)
 
 
 def delete_volume(state: SimState, ps: SimPrimaryStorage, cmd: p.DeleteVolumeCmd) -> p.Reply:
@@ -110,9 +116,42 @@ def delete_volume(state: SimState, ps: SimPrimaryStorage, cmd: p.DeleteVolumeCmd
             if vol is not None:
                 ps.available += vol.size
                 state.volume_ps.pop(path, None)
+                prefix = snapshot_prefix(ps, vol.volume_uuid)
+                cascade = not path.startswith(prefix)  # a volume, not one of its snapshots
+                for snap in [x for x in ps.volumes if cascade and x.startswith(prefix)]:
+                    del ps.volumes[snap]
+                    state.volume_ps.pop(snap, None)
         finally:
             state.volume_users.pop(path, None)
     return p.Reply()
+
+
+def snapshot_prefix(ps: SimPrimaryStorage, volume_uuid: str) -> str:
+    return f"/sim/ps/{ps.uuid}/snapshots/{volume_uuid}/"
+
+
+def create_snapshot(state: SimState, ps: SimPrimaryStorage, cmd: p.CreateVolumeSnapshotCmd) -> p.VolumeSnapshotRsp:
+    """As the real agent: only a volume no domain uses; the snapshot holds the volume's data so far
+    (its actualSize) and the volume continues as an empty overlay at the same path."""
+    path = cmd.installPath
+    if not isinstance(cmd.snapshotUuid, str) or not cmd.snapshotUuid.isalnum():
+        raise SimError(f"invalid snapshotUuid {cmd.snapshotUuid!r}")
+    snap = f"{snapshot_prefix(ps, cmd.volumeUuid)}{cmd.snapshotUuid}.qcow2"
+    with ps.lock:
+        vol = ps.volumes.get(path)
+        if vol is None or vol.volume_uuid != cmd.volumeUuid:
+            raise SimError(f"volume {cmd.volumeUuid} not found at {path} on primary storage {ps.uuid}")
+        user = state.volume_users.get(path)
+        if user is not None:
+            raise SimError(f"volume {path} on primary storage {ps.uuid} is in use by VM {user}; "
+                           f"snapshot it while the VM is stopped")
+        if snap in ps.volumes:
+            raise SimError(f"snapshot {cmd.snapshotUuid} of volume {cmd.volumeUuid} already exists")
+        taken = vol.actual_size
+        ps.volumes[snap] = SimVolume(cmd.volumeUuid, 0, taken)
+        state.volume_ps[snap] = ps.uuid
+        vol.actual_size = min(vol.size, EMPTY_QCOW2_SIZE)
+    return p.VolumeSnapshotRsp(installPath=snap, volumeInstallPath=path, size=vol.size, actualSize=taken)
 
 
 # ---- backup storage ---------------------------------------------------------------------------
@@ -182,6 +221,7 @@ PS_HANDLERS: dict[str, Callable[[SimState, SimPrimaryStorage, Any], p.Reply]] = 
     p.CreateEmptyVolumeCmd.PATH: create_empty,
     p.CreateVolumeFromImageCmd.PATH: create_from_image,
     p.DeleteVolumeCmd.PATH: delete_volume,
+    p.CreateVolumeSnapshotCmd.PATH: create_snapshot,
 }
 
 BS_HANDLERS: dict[str, Callable[[SimState, SimBackupStorage, Any], p.Reply]] = {

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# The MN + KVM host + storage fixtures (system_tests/cloud.py), for every system test module.
+pytest_plugins = ["system_tests.cloud"]
+
 _REPORT = pytest.StashKey[dict[str, str]]()
 
 

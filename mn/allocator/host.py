@@ -3,6 +3,8 @@
 Filters (all in SQL): host Enabled and Connected, its cluster and zone Enabled, hypervisor type,
 zone/cluster/host pins, exclusions, every requested L3's L2 attached to the host's cluster,
 a primary storage attached to the cluster (when `need_ps` is set) and free CPU and memory.
+When the volumes live on a LocalStorage primary storage (`ps_uuid`), only hosts that have a
+share of it qualify, and only the host holding the VM's volumes there (`vm_uuid`) can run it.
 Strategies: DefaultHostAllocatorStrategy (random among candidates) and
 LeastVmPreferredHostAllocatorStrategy (fewest VMs first). The reservation is a compare-and-swap
 UPDATE, so concurrent allocations never over-commit a host; losing a race tries the next one.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mn.errors import NO_AVAILABLE_HOST, ApiError
@@ -22,9 +24,11 @@ from mn.models import (
     Host,
     L2NetworkClusterRef,
     L3Network,
+    LocalStorageHostRef,
     PrimaryStorage,
     PrimaryStorageClusterRef,
     VmInstance,
+    Volume,
     Zone,
 )
 
@@ -35,6 +39,7 @@ STRATEGIES = (DEFAULT, LEAST_VM)
 HOLDING_STATES = ("Starting", "Running", "Stopping", "Rebooting", "Pausing", "Paused", "Resuming",
                   "Migrating", "Unknown", "Destroying")
 CANDIDATE_LIMIT = 64
+LOCAL_STORAGE = "LocalStorage"
 
 
 @dataclass
@@ -51,6 +56,7 @@ class HostRequest:
     strategy: str = DEFAULT
     need_ps: bool = True              # the host's cluster must have a usable primary storage
     ps_uuid: str | None = None        # ...this one, when the volumes already live on it
+    vm_uuid: str | None = None        # the VM whose volumes those are (local storage pins its host)
 
     @property
     def reserved_memory(self) -> int:
@@ -82,9 +88,24 @@ def _filters(req: HostRequest, with_capacity: bool = True) -> list:
             ps = ps.where(PrimaryStorage.uuid == req.ps_uuid)
         f.append(Host.clusterUuid.in_(select(PrimaryStorageClusterRef.clusterUuid)
                                       .where(PrimaryStorageClusterRef.primaryStorageUuid.in_(ps))))
+    if req.ps_uuid:
+        f.extend(_local_storage_pins(req.ps_uuid, req.vm_uuid))
     if with_capacity:
         f.append(Host.availableCpuCapacity >= req.cpu)
         f.append(Host.availableMemoryCapacity >= req.reserved_memory)
+    return f
+
+
+def _local_storage_pins(ps_uuid: str, vm_uuid: str | None) -> list:
+    """Filters that hold only when the storage is LocalStorage: a host with a share of it, and
+    the host of the VM's volumes on it."""
+    not_local = ~exists(select(PrimaryStorage.uuid).where(PrimaryStorage.uuid == ps_uuid,
+                                                          PrimaryStorage.type == LOCAL_STORAGE))
+    f = [or_(not_local, Host.uuid.in_(select(LocalStorageHostRef.hostUuid)
+                                      .where(LocalStorageHostRef.primaryStorageUuid == ps_uuid)))]
+    if vm_uuid:
+        f.append(or_(not_local, Host.uuid.in_(select(Volume.hostUuid).where(
+            Volume.vmInstanceUuid == vm_uuid, Volume.primaryStorageUuid == ps_uuid, Volume.hostUuid.is_not(None)))))
     return f
 
 

@@ -1,7 +1,11 @@
-"""POST /agent/events: what agents report on their own (a VM that stopped, a crash).
+"""What agents POST to the MN on their own.
 
-Agents learn this URL as `sendCommandUrl` when they connect. Handlers by event type are
-registered by service modules in HANDLERS; each gets (services, event dict).
+POST /agent/events: what agents report (a VM that stopped, a crash). Agents learn this URL as
+`sendCommandUrl` when they connect. Handlers by event type are registered by service modules in
+HANDLERS; each gets (services, event dict).
+
+POST /agent/callback: the reply of a command sent in the async form (header `taskuuid`), handed
+to the waiting AgentClient call.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ log = logging.getLogger(__name__)
 
 HANDLERS: dict[str, Callable[[Any, dict[str, Any]], None]] = {}
 PATH = "/agent/events"
+CALLBACK_PATH = "/agent/callback"
 
 
 @bp.post(PATH)
@@ -30,4 +35,19 @@ def agent_event():
     if handler is None:
         return jsonify({"success": False, "error": f"unknown event type {event!r}"}), 400
     handler(current_app.extensions["zstack.services"], event)
+    return jsonify({"success": True})
+
+
+@bp.post(CALLBACK_PATH)
+def agent_callback():
+    task = request.headers.get("taskuuid")
+    try:
+        reply = json.loads(request.get_data() or b"{}")
+    except ValueError:
+        return jsonify({"success": False, "error": "the body is not JSON"}), 400
+    if not task or not isinstance(reply, dict):
+        return jsonify({"success": False, "error": "a callback needs the taskuuid header and a JSON object"}), 400
+    if not current_app.extensions["zstack.services"].agents.complete(task, reply):
+        log.info("late or unknown agent reply for task %s", task)
+        return jsonify({"success": False, "error": f"no command waits for task {task}"}), 404
     return jsonify({"success": True})

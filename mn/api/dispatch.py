@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ from mn.errors import UNIMPLEMENTED, UNKNOWN_MESSAGE, ApiError, wrap
 from mn.jobs import JobRunner
 from mn.models import ApiJob
 from mn.query import TARGETS, run_query
+
+MAX_RESULT_WAIT = 30.0
+"""The longest a result request is held (`wait` seconds); clients' read timeouts must exceed it."""
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +112,33 @@ class Dispatcher:
         self.runner.submit(job_uuid, key, lambda: reg.run(ctx, msg))
         return CallResult(job_uuid, spec, False, None, created)
 
-    def result(self, job_uuid: str) -> CallResult | None:
+    def result(self, job_uuid: str, wait: float = 0.0) -> CallResult | None:
+        """The job's result; with `wait` > 0, held up to that many seconds while it is still
+        Processing (long polling): a job this MN runs wakes the request the moment it ends; a job
+        of another MN is re-read every second."""
+        res, owner = self._result(job_uuid)
+        if res is None or res.done or wait <= 0:
+            return res
+        deadline = time.monotonic() + min(wait, MAX_RESULT_WAIT)
+        recheck = None if owner == self.svc.mn_uuid else 1.0
+        event = self.runner.watch(job_uuid)
+        try:
+            while True:
+                res, _ = self._result(job_uuid)
+                left = deadline - time.monotonic()
+                if res is None or res.done or left <= 0:
+                    return res
+                event.wait(min(left, recheck or left))
+        finally:
+            self.runner.unwatch(job_uuid)
+
+    def _result(self, job_uuid: str) -> tuple[CallResult | None, str | None]:
+        """(the job's result, the MN running it)."""
         with self.svc.db.ro() as s:
             job = s.get(ApiJob, job_uuid)
             if job is None:
-                return None
+                return None, None
             spec = self.catalog.api(job.apiName)
             reply = json.loads(job.result) if job.result else None
             return CallResult(job.uuid, spec, job.state != "Processing", reply, job.createDate,
-                              job.finishedDate)
+                              job.finishedDate), job.managementNodeUuid

@@ -21,6 +21,7 @@ from flask import Blueprint, current_app, jsonify, request
 from mn.api.catalog import ApiSpec
 from mn.api.conditions import parse_condition
 from mn.api.dispatch import CallResult, Dispatcher
+from mn.api.rpc import wait_seconds
 from mn.errors import INVALID_ARGUMENT, RESOURCE_NOT_FOUND, UNKNOWN_MESSAGE, ApiError
 
 bp = Blueprint("rest", __name__)
@@ -168,7 +169,7 @@ def _match(method: str, path: str, routes: list[Route]) -> list[tuple[Route, dic
 @bp.route(f"{PREFIX}/api-jobs/<uuid>", methods=["GET"])
 def api_job(uuid: str):
     d: Dispatcher = current_app.extensions["zstack.dispatcher"]
-    res = d.result(uuid)
+    res = d.result(uuid, wait_seconds())
     if res is None:
         return _error(ApiError(RESOURCE_NOT_FOUND, f"no API job with uuid {uuid}"), 404)
     return respond(res, d)

@@ -58,9 +58,19 @@ def call_api():
     return jsonify(render(res))
 
 
+def wait_seconds() -> float:
+    """The `wait` query parameter (long polling; an extension of ZStack's protocol): 0 if absent
+    or not a number."""
+    try:
+        return max(0.0, float(request.args.get("wait", 0)))
+    except ValueError:
+        return 0.0
+
+
 @bp.get("/zstack/api/result/<uuid>")
 def get_result(uuid: str):
-    res = _dispatcher().result(uuid)
+    """The job's state and result; `?wait=S` holds the answer up to S seconds while it runs."""
+    res = _dispatcher().result(uuid, wait_seconds())
     if res is None:
         return _error(RESOURCE_NOT_FOUND, f"no API job with uuid {uuid}", 404)
     return jsonify(render(res))

@@ -13,7 +13,10 @@ from mn.db.base import Base, Resource, uuid_fk
 class VmInstance(Resource, Base):
     __tablename__ = "vm_instance"
     __inventory__ = "VmInstanceInventory"
-    __table_args__ = (Index("ix_vm_instance_createDate", "createDate"),)
+    # Pages sort by a field then uuid: (field, uuid) indexes serve that order (migration 0005).
+    __table_args__ = (Index("ix_vm_instance_createDate_uuid", "createDate", "uuid"),
+                      Index("ix_vm_instance_name_uuid", "name", "uuid"))
+    name: Mapped[str] = mapped_column(String(255))  # indexed by ix_vm_instance_name_uuid
     zoneUuid: Mapped[str | None] = uuid_fk("zone.uuid", nullable=True, ondelete="SET NULL")
     clusterUuid: Mapped[str | None] = uuid_fk("cluster.uuid", nullable=True, ondelete="SET NULL")
     imageUuid: Mapped[str | None] = uuid_fk("image.uuid", nullable=True, ondelete="SET NULL")
@@ -70,7 +73,7 @@ class Volume(Resource, Base):
     installPath: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     type: Mapped[str] = mapped_column(String(32), index=True)
     format: Mapped[str] = mapped_column(String(32), default="qcow2")
-    size: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger, index=True)
     actualSize: Mapped[int] = mapped_column(BigInteger, default=0)
     deviceId: Mapped[int | None] = mapped_column(Integer, nullable=True)
     state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)

@@ -4,7 +4,8 @@ import importlib
 
 MODULES = [
     "identity", "management", "tag", "globalconfig_api", "zone", "cluster", "host", "primary_storage",
-    "backup_storage", "image", "offering", "l2", "l3", "vm", "volume", "capacity",
+    "backup_storage", "image", "offering", "l2", "l3", "vm", "volume", "capacity", "vip", "eip",
+    "kvm_host", "local_storage", "sftp_backup_storage",
 ]
 
 

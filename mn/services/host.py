@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from kvmagent.protocol import DEFAULT_PORT, ConnectCmd, ConnectRsp, HostFactCmd, HostFactRsp
 from mn import extensions
+from mn.api.agent_events import PATH as EVENTS_PATH
 from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade, dependent
 from mn.context import ApiContext
@@ -156,7 +157,8 @@ def _mark_disconnected(ctx: ApiContext, d: dict) -> None:
 
 
 def _connect(ctx: ApiContext, d: dict) -> None:
-    url = f"http://{ctx.config.host}:{ctx.config.port}/agent/events"
+    extensions.call_all(extensions.HOST_BEFORE_CONNECT, ctx, d["hostUuid"])
+    url = f"{ctx.config.public_url}{EVENTS_PATH}"
     ctx.agents.send(d["agentUrl"], ConnectCmd(hostUuid=d["hostUuid"], sendCommandUrl=url), ConnectRsp)
 
 
@@ -314,8 +316,10 @@ def delete_host(ctx: ApiContext, uuid: str, mode: str) -> None:
             return
         simulated = (h.hypervisorType == SIMULATOR and bool(ctx.config.simulator_url)
                      and (h.agentUrl or "").startswith(ctx.config.simulator_url.rstrip("/") + "/hosts/"))
+        cluster_uuid = h.clusterUuid
         delete_tags(s, uuid)
         s.delete(h)
+    extensions.call_all(extensions.HOST_DELETED, ctx, uuid, cluster_uuid)
     if simulated:
         try:
             _undeclare_simulated_host(ctx, {"hostUuid": uuid})

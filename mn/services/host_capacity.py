@@ -74,3 +74,30 @@ def recompute_host_capacity(s: Session, host_uuid: str, memory_ratio: float | No
     s.execute(update(Host).where(Host.uuid == host_uuid)
               .values(availableCpuCapacity=available[0], availableMemoryCapacity=available[1]))
     return available
+
+
+def drifted_hosts(s: Session, memory_ratio: float | None = None) -> list[str]:
+    """Hosts whose stored available capacity differs from total minus what their VMs hold.
+
+    Two grouped reads for all hosts (no per-host query), so a start-up check of 10,000 hosts and
+    1,000,000 VMs costs seconds; recompute_host_capacity then repairs only the hosts returned.
+    """
+    ratio = memory_ratio if memory_ratio is not None else stored_memory_ratio(s)
+    used: dict[str, list[int]] = {}
+    held = (select(VmInstance.hostUuid, VmInstance.memorySize, func.count(),
+                   func.coalesce(func.sum(VmInstance.cpuNum), 0))
+            .where(VmInstance.hostUuid.is_not(None), VmInstance.state.in_(HOLDING_STATES))
+            .group_by(VmInstance.hostUuid, VmInstance.memorySize))
+    for host, mem, n, cpu in s.execute(held):
+        u = used.setdefault(host, [0, 0])
+        u[0] += int(cpu)
+        u[1] += reserved_memory(int(mem or 0), ratio) * int(n)
+    out = []
+    for uuid, tcpu, tmem, acpu, amem in s.execute(select(
+            Host.uuid, Host.totalCpuCapacity, Host.totalMemoryCapacity, Host.availableCpuCapacity,
+            Host.availableMemoryCapacity)):
+        cpu, mem = used.get(uuid, (0, 0))
+        if (int(tcpu) - cpu, int(tmem) - mem) != (int(acpu), int(amem)):
+            out.append(uuid)
+    return out
+

@@ -11,13 +11,15 @@ Invariants and costs (sized for 10,000 hosts per MN at 60 s intervals):
   HOST_CONNECTED hooks re-run, the agent learns the MN's event URL again).
 - Hosts left Connecting far longer than any connect can take (an MN died mid-connect) are put
   back to Disconnected, so the next round can reconnect them.
-- The interval and the failure threshold are read from the global config every round.
+- The interval and the failure threshold are read from the global config every round; the
+  first round runs right after the MN starts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -81,7 +83,9 @@ class HostTracker:
         self._pings = ThreadPoolExecutor(ping_workers, thread_name_prefix="host-ping")
         self._reconnects = ThreadPoolExecutor(reconnect_workers, thread_name_prefix="host-reconnect")
         self._round_lock = threading.Lock()
-        self.last_round = time.monotonic()
+        # No round yet: the first tick after start runs one, so a restarted MN checks its hosts
+        # (and reconnects those whose agents forgot it) at once, not one interval later.
+        self.last_round = -math.inf
 
     def due(self) -> bool:
         return time.monotonic() - self.last_round >= float(self.svc.gconf.get(HOST_PING_INTERVAL))

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kvmagent.protocol import CapacityRsp, InitPrimaryStorageCmd, PrimaryStorageCapacityCmd
+from mn import extensions
 from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade, dependent
 from mn.context import ApiContext
@@ -280,6 +281,7 @@ def attach_primary_storage(ctx: ApiContext, msg: Msg) -> dict:
     except IntegrityError:
         raise invalid(f"primary storage[uuid:{ps_uuid}] is already attached to cluster[uuid:{cluster_uuid}]") \
             from None
+    extensions.call_all(extensions.PRIMARY_STORAGE_ATTACHED, ctx, ps_uuid, cluster_uuid)
     return {"inventory": inventory(ctx, PrimaryStorage, ps_uuid)}
 
 
@@ -313,6 +315,7 @@ def detach(ctx: ApiContext, ps_uuid: str, cluster_uuid: str, force: bool = False
               sync_key=key_of("primaryStorageUuid", "primary-storage"))
 def detach_primary_storage(ctx: ApiContext, msg: Msg) -> dict:
     detach(ctx, msg.primaryStorageUuid, msg.clusterUuid)
+    extensions.call_all(extensions.PRIMARY_STORAGE_DETACHED, ctx, msg.primaryStorageUuid, msg.clusterUuid)
     return {"inventory": inventory(ctx, PrimaryStorage, msg.primaryStorageUuid)}
 
 

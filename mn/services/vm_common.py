@@ -55,6 +55,13 @@ def ps_url(s: Session, ps_uuid: str, host_uuid: str | None = None) -> str:
     raise ApiError(VM_STATE_ERROR, f"PrimaryStorageVO[uuid:{ps_uuid}] has no agent address")
 
 
+def volume_install_path(ps_url: str | None, volume_uuid: str, root: bool) -> str:
+    """Where the MN places a new volume on its primary storage (the MN chooses, so recovery can
+    delete a volume whose creation was cut short): `<ps url>/rootVolumes|dataVolumes/vol-<uuid>/<uuid>.qcow2`."""
+    base = (ps_url or "/").rstrip("/")
+    return f"{base}/{'rootVolumes' if root else 'dataVolumes'}/vol-{volume_uuid}/{volume_uuid}.qcow2"
+
+
 def volume_to(v: Volume) -> VolumeTO:
     return VolumeTO(volumeUuid=v.uuid, installPath=v.installPath or "", deviceId=v.deviceId or 0,
                     format=v.format, size=v.size)

@@ -6,7 +6,7 @@ flight when the MN died):
                  reservation, volume rows, NIC rows with their IPs
   root-volume    the root volume created on primary storage from the image (agent)
   data-volumes   empty data volumes created on primary storage (agent)
-  prepare-net    extensions.VM_BEFORE_START hooks (network services)
+  prepare-net    extensions.VM_BEFORE_START hooks (network services; VM_RELEASE_NETWORK undoes them)
   start          the VM started on its host (agent)
   finalize       states: VM Running (or Stopped/Created), volumes Ready
 JustCreate stops after `allocate` (VM Created, volumes NotInstantiated); CreateStopped skips
@@ -29,6 +29,7 @@ from kvmagent.protocol import (
     DestroyVmCmd,
     StartVmCmd,
     VolumeRsp,
+    to_wire,
 )
 from mn import extensions, ipam
 from mn.allocator import host as host_alloc
@@ -56,7 +57,17 @@ from mn.models import (
     Zone,
 )
 from mn.services.common import add_tags, get_or_404, new_resource_uuid
-from mn.services.vm_common import CREATED, RUNNING, STARTING, STOPPED, host_url, nic_tos, ps_url, volume_to
+from mn.services.vm_common import (
+    CREATED,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    host_url,
+    nic_tos,
+    ps_url,
+    volume_install_path,
+    volume_to,
+)
 
 
 @dataclass
@@ -180,10 +191,12 @@ def resolve(ctx: ApiContext, msg: dict[str, Any], s: Session) -> Plan:
 
 
 def check_create(ctx: ApiContext, msg: dict[str, Any]) -> None:
+    """Validate and plan; the plan rides on the message to the job (`msg.resolved_plan`)."""
     with ctx.db.ro() as s:
         plan = resolve(ctx, msg, s)
         if s.get(VmInstance, plan.vm_uuid) is not None:
             raise invalid(f"resourceUuid {plan.vm_uuid} is already used by a VM")
+    msg.resolved_plan = plan  # type: ignore[attr-defined]
 
 
 # ---- steps ------------------------------------------------------------------------------------
@@ -222,6 +235,13 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
             ps_uuid = ps_alloc.allocate(s, size=total, ratio=ps_ratio, cluster_uuid=cluster_uuid,
                                         ps_uuid=p["ps_uuid"])
             d["psReserved"] = {"ps": ps_uuid, "size": total, "ratio": ps_ratio}
+            # Where each volume will be: in the journal before any agent creates it, so recovery
+            # can delete a volume whose creation was in flight.
+            url, ps_dir = ps_url(s, ps_uuid, host_uuid), s.get(PrimaryStorage, ps_uuid).url
+            d["paths"] = {vu: {"url": url, "ps": ps_uuid, "host": host_uuid,
+                               "path": volume_install_path(ps_dir, vu, vu == d["rootVolumeUuid"])}
+                          for vu in [d["rootVolumeUuid"], *d["dataVolumeUuids"]]}
+        d["zone"] = zone_uuid
         vm = VmInstance(
             uuid=p["vm_uuid"], name=p["name"], description=p["description"], zoneUuid=zone_uuid,
             clusterUuid=cluster_uuid if instantiate else None, imageUuid=p["image"]["uuid"],
@@ -254,6 +274,12 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
             nic.usedIpUuid, nic.ip, nic.netmask, nic.gateway = used.uuid, used.ip, used.netmask, used.gateway
             nic.ipVersion = used.ipVersion
         add_tags(s, vm.uuid, "VmInstanceVO", {"systemTags": p["system_tags"], "userTags": p["user_tags"]})
+        if start:  # the start command, built while every row it needs is at hand
+            s.flush()
+            sizes = dict(zip(d["dataVolumeUuids"], (x["size"] for x in p["data_disks"]), strict=True))
+            planned = {vu: {"path": w["path"], "size": sizes.get(vu, p["root_size"])}
+                       for vu, w in d["paths"].items()}
+            d["start"] = {"url": host_url(s, host_uuid), "cmd": to_wire(start_command(s, vm, planned))}
     d["allocated"] = True
 
 
@@ -294,38 +320,39 @@ def _image_source(s: Session, image_uuid: str, zone_uuid: str) -> tuple[str, str
 def _root_volume(ctx: ApiContext, d: dict[str, Any]) -> None:
     p = d["plan"]
     vol_uuid = d["rootVolumeUuid"]
-    with ctx.db.ro() as s:
-        vol = s.get(Volume, vol_uuid)
-        vm = s.get(VmInstance, p["vm_uuid"])
-        url = ps_url(s, vol.primaryStorageUuid, vol.hostUuid)
-        if p["image"]["mediaType"] == "ISO":
-            cmd: Any = CreateEmptyVolumeCmd(psUuid=vol.primaryStorageUuid, volumeUuid=vol_uuid, size=vol.size,
-                                            hostUuid=vol.hostUuid)
-        else:
-            bs_uuid, path, bs_url = _image_source(s, p["image"]["uuid"], vm.zoneUuid)
-            cmd = CreateVolumeFromImageCmd(psUuid=vol.primaryStorageUuid, volumeUuid=vol_uuid,
-                                           imageUuid=p["image"]["uuid"], imageInstallPath=path,
-                                           backupStorageUuid=bs_uuid, backupStorageUrl=bs_url,
-                                           size=vol.size, hostUuid=vol.hostUuid)
-    rsp = ctx.agents.send(url, cmd, VolumeRsp)
-    _installed(d, vol, url, rsp)
+    where = d["paths"][vol_uuid]
+    if p["image"]["mediaType"] == "ISO":
+        cmd: Any = CreateEmptyVolumeCmd(psUuid=where["ps"], volumeUuid=vol_uuid, size=p["root_size"],
+                                        hostUuid=where["host"], installPath=where["path"])
+    else:
+        from mn.services.sftp_backup_storage import image_fetch_fields
+
+        with ctx.db.ro() as s:
+            bs_uuid, path, bs_url = _image_source(s, p["image"]["uuid"], d["zone"])
+            fetch = image_fetch_fields(s, bs_uuid, ctx.config.home)
+        cmd = CreateVolumeFromImageCmd(psUuid=where["ps"], volumeUuid=vol_uuid, imageUuid=p["image"]["uuid"],
+                                       imageInstallPath=path, backupStorageUuid=bs_uuid, backupStorageUrl=bs_url,
+                                       size=p["root_size"], hostUuid=where["host"], installPath=where["path"],
+                                       **fetch)
+    rsp = ctx.agents.send(where["url"], cmd, VolumeRsp)
+    _installed(d, vol_uuid, p["root_size"], rsp)
 
 
-def _installed(d: dict[str, Any], vol: Volume, url: str, rsp: VolumeRsp) -> None:
+def _installed(d: dict[str, Any], vol_uuid: str, size: int, rsp: VolumeRsp) -> None:
     """Record a volume the agent created; `finalize` writes it to the database (one transaction)."""
-    d["installed"] = {**d.get("installed", {}), vol.uuid: {
-        "url": url, "path": rsp.installPath, "ps": vol.primaryStorageUuid, "host": vol.hostUuid,
-        "size": max(rsp.size, vol.size), "actualSize": rsp.actualSize}}
+    d["installed"] = {**d.get("installed", {}), vol_uuid: {
+        "path": rsp.installPath or d["paths"][vol_uuid]["path"], "size": max(rsp.size, size),
+        "actualSize": rsp.actualSize}}
 
 
 def _delete_installed(ctx: ApiContext, d: dict[str, Any], uuids: list[str]) -> None:
-    installed = d.get("installed", {})
+    """Delete the volumes at their planned paths, created or not (deleting is idempotent)."""
     for u in uuids:
-        info = installed.pop(u, None)
-        if info and info["path"]:
-            ctx.agents.send(info["url"], DeleteVolumeCmd(psUuid=info["ps"], installPath=info["path"],
-                                                         hostUuid=info["host"]))
-    d["installed"] = installed
+        where = d.get("paths", {}).get(u)
+        if where:
+            ctx.agents.send(where["url"], DeleteVolumeCmd(psUuid=where["ps"], installPath=where["path"],
+                                                          hostUuid=where["host"]))
+        d.get("installed", {}).pop(u, None)
 
 
 def _root_volume_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
@@ -333,13 +360,12 @@ def _root_volume_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
 
 
 def _data_volumes(ctx: ApiContext, d: dict[str, Any]) -> None:
-    for vol_uuid in d["dataVolumeUuids"]:
-        with ctx.db.ro() as s:
-            vol = s.get(Volume, vol_uuid)
-            url = ps_url(s, vol.primaryStorageUuid, vol.hostUuid)
-        rsp = ctx.agents.send(url, CreateEmptyVolumeCmd(psUuid=vol.primaryStorageUuid, volumeUuid=vol_uuid,
-                                                        size=vol.size, hostUuid=vol.hostUuid), VolumeRsp)
-        _installed(d, vol, url, rsp)
+    for vol_uuid, disk in zip(d["dataVolumeUuids"], d["plan"]["data_disks"], strict=True):
+        where = d["paths"][vol_uuid]
+        rsp = ctx.agents.send(where["url"], CreateEmptyVolumeCmd(
+            psUuid=where["ps"], volumeUuid=vol_uuid, size=disk["size"], hostUuid=where["host"],
+            installPath=where["path"]), VolumeRsp)
+        _installed(d, vol_uuid, disk["size"], rsp)
 
 
 def _data_volumes_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
@@ -348,6 +374,10 @@ def _data_volumes_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
 
 def _prepare_net(ctx: ApiContext, d: dict[str, Any]) -> None:
     extensions.call_all(extensions.VM_BEFORE_START, ctx, d["plan"]["vm_uuid"], d["reserved"]["host"])
+
+
+def _prepare_net_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
+    extensions.call_all(extensions.VM_RELEASE_NETWORK, ctx, d["plan"]["vm_uuid"], d["reserved"]["host"])
 
 
 def start_command(s: Session, vm: VmInstance, installed: dict[str, dict] | None = None) -> StartVmCmd:
@@ -370,11 +400,13 @@ def start_command(s: Session, vm: VmInstance, installed: dict[str, dict] | None 
 
 
 def _start(ctx: ApiContext, d: dict[str, Any]) -> None:
-    with ctx.db.ro() as s:
-        vm = s.get(VmInstance, d["plan"]["vm_uuid"])
-        cmd = start_command(s, vm, d.get("installed"))
-        url = host_url(s, d["reserved"]["host"])
-    ctx.agents.send(url, cmd)
+    cmd = d["start"]["cmd"]
+    installed = d.get("installed", {})
+    for vol in [cmd["rootVolume"], *cmd["dataVolumes"]]:  # as the agents created them
+        if vol["volumeUuid"] in installed:
+            vol["installPath"] = installed[vol["volumeUuid"]]["path"]
+            vol["size"] = installed[vol["volumeUuid"]]["size"]
+    ctx.agents.call(d["start"]["url"], StartVmCmd.PATH, cmd)
 
 
 def _start_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
@@ -397,10 +429,12 @@ def _finalize(ctx: ApiContext, d: dict[str, Any]) -> None:
 
 
 ALLOCATE = Step("allocate", _allocate, _allocate_rollback, journal_in_step=True)
-ROOT_VOLUME = Step("root-volume", _root_volume, _root_volume_rollback)
-DATA_VOLUMES = Step("data-volumes", _data_volumes, _data_volumes_rollback)
-PREPARE_NET = Step("prepare-net", _prepare_net)
-START = Step("start", _start, _start_rollback)
+# The steps after `allocate` write no journal entries: allocate's entry names them and holds all
+# their rollbacks need (planned volume paths, the reserved host), and each rollback is idempotent.
+ROOT_VOLUME = Step("root-volume", _root_volume, _root_volume_rollback, journaled=False)
+DATA_VOLUMES = Step("data-volumes", _data_volumes, _data_volumes_rollback, journaled=False)
+PREPARE_NET = Step("prepare-net", _prepare_net, _prepare_net_rollback, journaled=False)
+START = Step("start", _start, _start_rollback, journaled=False)
 FINALIZE = Step("finalize", _finalize)
 
 
@@ -420,9 +454,12 @@ def create_record_flow() -> Flow:
 
 
 def create_vm(ctx: ApiContext, msg: dict[str, Any]) -> str:
-    """Run CreateVmInstance; returns the new VM's uuid."""
-    with ctx.db.ro() as s:
-        plan = resolve(ctx, msg, s)
+    """Run CreateVmInstance; returns the new VM's uuid. A plan made by check_create is used as is
+    (whatever changed since is caught by the flow: allocation, image source, agents)."""
+    plan = getattr(msg, "resolved_plan", None)
+    if plan is None:
+        with ctx.db.ro() as s:
+            plan = resolve(ctx, msg, s)
     data: dict[str, Any] = {
         "plan": plan.__dict__,
         "rootVolumeUuid": new_uuid(),

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, update
 from kvmagent.protocol import AttachNicCmd, DetachNicCmd
 from mn import ipam
 from mn.api.registry import Msg, apis, key_of
+from mn.cascade import cascade
 from mn.context import ApiContext
 from mn.db.base import new_uuid
 from mn.errors import ApiError, invalid
@@ -85,7 +86,10 @@ def _drop_nic(s, nic_uuid: str) -> None:  # noqa: ANN001
 
 
 def detach_nic(ctx: ApiContext, nic_uuid: str) -> str | None:
-    """Hot-unplug (if the VM runs) and delete a NIC with its IP; returns the VM's uuid."""
+    """Hot-unplug (if the VM runs) and delete a NIC with its IP; returns the VM's uuid.
+
+    What hangs on the NIC (its EIP, through the cascade declarations) is detached first."""
+    cascade(ctx, VmNic, nic_uuid, "Permissive")
     with ctx.db.ro() as s:
         nic = get_or_404(s, VmNic, nic_uuid)
         vm = s.get(VmInstance, nic.vmInstanceUuid) if nic.vmInstanceUuid else None

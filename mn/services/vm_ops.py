@@ -29,6 +29,7 @@ from kvmagent.protocol import (
 from mn import extensions
 from mn.allocator import host as host_alloc
 from mn.allocator import primary_storage as ps_alloc
+from mn.cascade import cascade
 from mn.context import ApiContext
 from mn.db.base import utcnow
 from mn.errors import ApiError, invalid
@@ -108,7 +109,7 @@ def _st_host(ctx: ApiContext, d: dict[str, Any]) -> None:
         req = host_alloc.HostRequest(
             cpu=vm.cpuNum, memory=vm.memorySize, memory_ratio=ctx.gconf.get(MEMORY_OVER_PROVISIONING),
             zone_uuid=vm.zoneUuid, cluster_uuid=d.get("cluster") or (vm.clusterUuid if ps_uuid else None),
-            host_uuid=d.get("host"), l3_uuids=l3s, ps_uuid=ps_uuid,
+            host_uuid=d.get("host"), l3_uuids=l3s, ps_uuid=ps_uuid, vm_uuid=vm.uuid,
             strategy=vm.allocatorStrategy or host_alloc.DEFAULT)
         host_uuid = host_alloc.allocate(s, req)
         d["reserved"] = {"host": host_uuid, "cpu": req.cpu, "memory": req.reserved_memory}
@@ -191,6 +192,17 @@ def _st_prepare(ctx: ApiContext, d: dict[str, Any]) -> None:
     extensions.call_all(extensions.VM_BEFORE_START, ctx, d["vm"], d["reserved"]["host"])
 
 
+def _st_prepare_rb(ctx: ApiContext, d: dict[str, Any]) -> None:
+    if "reserved" in d:
+        extensions.call_all(extensions.VM_RELEASE_NETWORK, ctx, d["vm"], d["reserved"]["host"])
+
+
+def release_network(ctx: ApiContext, vm_uuid: str, host_uuid: str | None) -> None:
+    """The VM left `host_uuid` (stopped, destroyed, migrated away): undo its network services there."""
+    if host_uuid:
+        extensions.call_all_logged(extensions.VM_RELEASE_NETWORK, ctx, vm_uuid, host_uuid)
+
+
 def _st_start(ctx: ApiContext, d: dict[str, Any]) -> None:
     from mn.services.vm_create import start_command
 
@@ -217,7 +229,7 @@ def start_flow() -> Flow:
         Step("begin", _st_begin, _st_begin_rb),
         Step("allocate-host", _st_host, _st_host_rb),
         Step("instantiate-volumes", _st_volumes, uninstantiate_volumes),
-        Step("prepare-net", _st_prepare),
+        Step("prepare-net", _st_prepare, _st_prepare_rb),
         Step("start", _st_start, _st_start_rb),
         Step("finalize", _st_finalize),
     ])
@@ -236,13 +248,17 @@ def release_host_capacity(ctx: ApiContext, s: Any, vm: VmInstance) -> None:
 
 
 def stop_vm(ctx: ApiContext, vm_uuid: str, stop_type: str = "grace") -> None:
+    left: list[str | None] = []
+
     def after(s: Any, vm: VmInstance) -> None:
+        left.append(vm.hostUuid)
         release_host_capacity(ctx, s, vm)
         s.execute(update(VmInstance).where(VmInstance.uuid == vm_uuid).values(
             hostUuid=None, lastHostUuid=vm.hostUuid))
 
     _agent_op(ctx, vm_uuid, "stop", lambda vm: StopVmCmd(uuid=vm.uuid, hostUuid=vm.hostUuid, type=stop_type),
               STOPPED, after)
+    release_network(ctx, vm_uuid, left[0] if left else None)
 
 
 def reboot_vm(ctx: ApiContext, vm_uuid: str) -> None:
@@ -261,7 +277,10 @@ def resume_vm(ctx: ApiContext, vm_uuid: str) -> None:
 
 def destroy_vm(ctx: ApiContext, vm_uuid: str, best_effort_agent: bool = False) -> None:
     """Destroy: off the host, capacity returned, data volumes detached; expunged under Direct."""
+    left: list[str | None] = []
+
     def after(s: Any, vm: VmInstance) -> None:
+        left.append(vm.hostUuid)
         release_host_capacity(ctx, s, vm)
         s.execute(update(VmInstance).where(VmInstance.uuid == vm_uuid).values(
             hostUuid=None, lastHostUuid=vm.hostUuid or vm.lastHostUuid))
@@ -292,6 +311,7 @@ def destroy_vm(ctx: ApiContext, vm_uuid: str, best_effort_agent: bool = False) -
             after(s, vm)
     else:
         _agent_op(ctx, vm_uuid, "destroy", cmd, DESTROYED, after)
+    release_network(ctx, vm_uuid, left[0] if left else None)
     if ctx.gconf.get(VM_DELETION_POLICY) == "Direct":
         expunge_vm(ctx, vm_uuid)
 
@@ -329,6 +349,10 @@ def expunge_vm(ctx: ApiContext, vm_uuid: str) -> None:
             with ctx.db.tx() as s:
                 s.execute(delete(Volume).where(Volume.uuid == v.uuid))
                 delete_tags(s, v.uuid)
+        with ctx.db.ro() as s:
+            nic_uuids = list(s.scalars(select(VmNic.uuid).where(VmNic.vmInstanceUuid == vm_uuid)))
+        for nic_uuid in nic_uuids:  # what hangs on a NIC (its EIP) lets go first
+            cascade(ctx, VmNic, nic_uuid, "Permissive")
     except BaseException:
         set_state(ctx, vm_uuid, DESTROYED)
         raise
@@ -350,13 +374,14 @@ def migration_request(ctx: ApiContext, s: Any, vm: VmInstance) -> host_alloc.Hos
     return host_alloc.HostRequest(
         cpu=vm.cpuNum, memory=vm.memorySize, memory_ratio=ctx.gconf.get(MEMORY_OVER_PROVISIONING),
         zone_uuid=vm.zoneUuid, l3_uuids=l3s, exclude=[vm.hostUuid] if vm.hostUuid else [],
-        ps_uuid=root.primaryStorageUuid if root is not None else None,
+        ps_uuid=root.primaryStorageUuid if root is not None else None, vm_uuid=vm.uuid,
         hypervisor_type=cur.hypervisorType if cur else None, strategy=vm.allocatorStrategy or host_alloc.DEFAULT)
 
 
 def migrate_vm(ctx: ApiContext, vm_uuid: str, dest_uuid: str | None) -> None:
     vm = begin(ctx, vm_uuid, "migrate")
     reserved = None
+    prepared: str | None = None
     try:
         if dest_uuid == vm.hostUuid:
             raise invalid(f"the VM already runs on HostVO[uuid:{dest_uuid}]; choose another host")
@@ -371,8 +396,12 @@ def migrate_vm(ctx: ApiContext, vm_uuid: str, dest_uuid: str | None) -> None:
             src_url = host_url(s, vm.hostUuid)
             cmd = MigrateVmCmd(vmUuid=vm_uuid, srcHostUuid=vm.hostUuid, destHostUuid=dest,
                                destHostIp=dh.managementIp, destAgentUrl=dh.agentUrl or "")
+        prepared = dest
+        extensions.call_all(extensions.VM_BEFORE_START, ctx, vm_uuid, dest)
         ctx.agents.send(src_url, cmd)
     except BaseException:
+        if prepared:
+            release_network(ctx, vm_uuid, prepared)
         with ctx.db.tx() as s:
             if reserved:
                 host_alloc.release(s, *reserved)
@@ -382,4 +411,5 @@ def migrate_vm(ctx: ApiContext, vm_uuid: str, dest_uuid: str | None) -> None:
         release_host_capacity(ctx, s, vm)
         s.execute(update(VmInstance).where(VmInstance.uuid == vm_uuid).values(
             state=RUNNING, hostUuid=dest, lastHostUuid=vm.hostUuid, clusterUuid=dh.clusterUuid))
+    release_network(ctx, vm_uuid, vm.hostUuid)
 

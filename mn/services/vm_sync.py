@@ -47,7 +47,9 @@ def _release_and_stop(ctx: ApiContext, s: Any, vm: VmInstance, state: str = STOP
 
 
 def apply_reported_state(ctx: ApiContext, vm_uuid: str, host_uuid: str, reported: str | None) -> None:
-    """Bring a VM in a stable state in line with what its host reports (None: not on the host)."""
+    """Bring a VM in a stable state in line with what its host reports (None: not on the host).
+    A VM found stopped also has its network services released on that host (best effort)."""
+    stopped = False
     with ctx.db.tx() as s:
         vm = s.get(VmInstance, vm_uuid)
         if vm is None or vm.hostUuid != host_uuid or vm.state in TRANSITIONAL:
@@ -55,8 +57,13 @@ def apply_reported_state(ctx: ApiContext, vm_uuid: str, host_uuid: str, reported
         if reported in (None, STOPPED) and vm.state in (RUNNING, PAUSED, UNKNOWN):
             log.warning("VM %s is %s on host %s; marking it Stopped", vm_uuid, reported or "gone", host_uuid)
             _release_and_stop(ctx, s, vm)
+            stopped = True
         elif reported in (RUNNING, PAUSED) and vm.state != reported and vm.state in (RUNNING, PAUSED, UNKNOWN):
             s.execute(update(VmInstance).where(VmInstance.uuid == vm_uuid).values(state=reported))
+    if stopped:
+        from mn.services.vm_ops import release_network
+
+        release_network(ctx, vm_uuid, host_uuid)
 
 
 def _on_vm_state_changed(svc: Services, event: dict[str, Any]) -> None:
@@ -113,8 +120,10 @@ def reconcile_vms(svc: Services) -> None:
         from mn.services.host_capacity import recompute_host_capacity
     except ImportError:  # the host module is optional in unit tests
         return
+    from mn.services.host_capacity import drifted_hosts
+
     with svc.db.ro() as s:
-        hosts = list(s.scalars(select(Host.uuid)))
+        hosts = drifted_hosts(s)  # one grouped read; writes only where capacity drifted
     for h in hosts:
         with svc.db.tx() as s:
             recompute_host_capacity(s, h)

@@ -163,7 +163,7 @@ def attach_data_volume(ctx: ApiContext, msg: Msg) -> dict:
             if cluster is None:
                 raise invalid(f"VmInstanceVO[uuid:{vm_uuid}] has no cluster yet (never started); start it first "
                               "or create the volume on a primary storage")
-            instantiate_volume(ctx, vol_uuid, cluster, None, d)
+            instantiate_volume(ctx, vol_uuid, cluster, host_uuid, d)
         if running and host_uuid:
             with ctx.db.ro() as s:
                 to = volume_to(s.get(Volume, vol_uuid))

@@ -12,6 +12,7 @@ from sqlalchemy.pool import StaticPool
 from mn.db.base import Base
 from mn.models import Cluster, GlobalConfig, Host, VmInstance, Zone
 from mn.services.host_capacity import (
+    drifted_hosts,
     host_totals,
     recompute_host_capacity,
     reserved_memory,
@@ -103,3 +104,15 @@ def test_overcommitted_host_goes_negative(s: Session) -> None:
 
 def test_unknown_host(s: Session) -> None:
     assert recompute_host_capacity(s, "f" * 32, 1.0) is None
+
+
+def test_drifted_hosts_are_those_whose_available_capacity_disagrees(s: Session) -> None:
+    _vm(s, 1, "Running", 2, 4 * GB)
+    _vm(s, 2, "Stopped", 4, 8 * GB)  # holds nothing
+    s.commit()
+    assert drifted_hosts(s, 1.0) == ["a" * 32]  # a's VM holds capacity its row does not show
+    recompute_host_capacity(s, "a" * 32, 1.0)
+    s.commit()
+    assert drifted_hosts(s, 1.0) == []
+    assert drifted_hosts(s, 2.0) == ["a" * 32]  # the memory ratio changes what the VM holds
+

@@ -67,10 +67,12 @@ def _indexes(url: str, table: str) -> set[str]:
 
 def test_head_matches_models_and_0002_round_trips(db_url: str) -> None:
     upgrade(db_url)
-    assert current_revision(db_url) == head_revision() == "0002"
+    assert current_revision(db_url) == head_revision()
     assert _diff(db_url) == []
-    assert {"ix_vm_instance_createDate", "ix_vm_instance_hypervisorType"} <= _indexes(db_url, "vm_instance")
+    assert {"ix_vm_instance_createDate_uuid", "ix_vm_instance_hypervisorType"} <= _indexes(db_url, "vm_instance")
     assert "ix_system_tag_tag_resourceUuid" in _indexes(db_url, "system_tag")
+    command.downgrade(alembic_config(db_url), "0002")
+    assert "ix_vm_instance_createDate" in _indexes(db_url, "vm_instance")
     command.downgrade(alembic_config(db_url), "0001")
     assert "ix_vm_instance_createDate" not in _indexes(db_url, "vm_instance")
     upgrade(db_url)
@@ -88,3 +90,29 @@ def test_every_foreign_key_is_indexed() -> None:
                     if c.__class__.__name__ in ("UniqueConstraint", "PrimaryKeyConstraint") and c.columns}
         for fk in table.foreign_keys:
             assert fk.parent.name in leading, f"{table.name}.{fk.parent.name} has no index"
+
+
+def test_0003_creates_and_drops_the_vip_and_eip_tables(db_url: str) -> None:
+    upgrade(db_url, "0003")
+    assert {"ix_eip_guestIp", "ix_eip_vipIp", "ix_eip_vmNicUuid"} <= _indexes(db_url, "eip")
+    assert {"ix_vip_ip", "ix_vip_l3NetworkUuid"} <= _indexes(db_url, "vip")
+    command.downgrade(alembic_config(db_url), "0002")
+    eng = create_engine(db_url, poolclass=NullPool)
+    try:
+        tables = set(inspect(eng).get_table_names())
+    finally:
+        eng.dispose()
+    assert not tables & {"vip", "eip", "vip_network_services_ref", "vip_peer_l3_network_ref"}
+
+
+def test_0005_replaces_sort_indexes_with_field_uuid_ones(db_url: str) -> None:
+    upgrade(db_url, "0005")
+    vm = _indexes(db_url, "vm_instance")
+    assert {"ix_vm_instance_createDate_uuid", "ix_vm_instance_name_uuid"} <= vm
+    assert not {"ix_vm_instance_createDate", "ix_vm_instance_name"} & vm
+    assert "ix_volume_size" in _indexes(db_url, "volume")
+    command.downgrade(alembic_config(db_url), "0004")
+    vm = _indexes(db_url, "vm_instance")
+    assert {"ix_vm_instance_createDate", "ix_vm_instance_name"} <= vm
+    assert not {"ix_vm_instance_createDate_uuid", "ix_vm_instance_name_uuid"} & vm
+    assert "ix_volume_size" not in _indexes(db_url, "volume")

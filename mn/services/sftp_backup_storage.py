@@ -1,0 +1,159 @@
+"""SFTP backup storage: AddSftpBackupStorage, UpdateSftpBackupStorage, ReconnectSftpBackupStorage.
+
+Images live in a directory (`url`) of an SSH host that runs zstack-kvmagent (deployed by the
+same Ansible role as on KVM hosts, without libvirt). Images are added with AddImage from an
+http(s):// URL, a file:// URL or an absolute path on that host (the agent fetches them); KVM
+hosts fetch them over SCP with the MN's key, which the deploy authorizes on the storage host.
+
+Invariants:
+- Adding is a flow: insert the rows (Connecting, with the SSH login), check the login, deploy
+  the agent, connect (the agent prepares `url` and reports its capacity), Connected. A failure at
+  any step deletes the rows; nothing is left behind but the agent installed on the host.
+- Generic operations (attach, delete, state, ReconnectBackupStorage) are mn/services/backup_storage.py's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from kvmagent.protocol import BS_TYPE_SFTP
+from mn.api.registry import Msg, apis, key_of
+from mn.context import ApiContext
+from mn.deploy import deploy_agent
+from mn.errors import ApiError, invalid, wrap
+from mn.flow import Flow, Step, register_flow
+from mn.models import BackupStorage, SftpBackupStorage
+from mn.services import backup_storage as bss
+from mn.services.common import add_tags, get_or_404, inventory, new_resource_uuid
+from mn.services.kvm_host import agent_settings, kvm_agent_url, ssh_target
+from mn.ssh import check_login, mn_key_pair
+
+SFTP = BS_TYPE_SFTP
+if SFTP not in bss.BS_TYPES:
+    bss.BS_TYPES.append(SFTP)
+
+
+def _check_url(url: str) -> None:
+    if not url.startswith("/") or "\0" in url or any(p == ".." for p in url.split("/")):
+        raise invalid(f"parameter 'url' of an SFTP backup storage must be an absolute directory path on its "
+                      f"host, got {url!r}")
+
+
+def _check_add(ctx: ApiContext, msg: Msg) -> None:
+    uuid = msg["resourceUuid"] = new_resource_uuid(msg)
+    _check_url(msg.url)
+    if not msg.username.strip():
+        raise invalid("parameter 'username' of AddSftpBackupStorage cannot be empty")
+    with ctx.db.ro() as s:
+        if s.get(BackupStorage, uuid) is not None:
+            raise invalid(f"resourceUuid {uuid} is already used by another backup storage")
+
+
+def _insert(ctx: ApiContext, d: dict, password: str | None) -> None:
+    msg = Msg(d["msg"])
+    with ctx.db.tx() as s:
+        s.add(SftpBackupStorage(uuid=d["uuid"], name=msg.name, description=msg.get("description"), url=msg.url,
+                                type=SFTP, state="Enabled", status=bss.CONNECTING, agentUrl=d["agentUrl"],
+                                hostname=msg.hostname, username=msg.username, password=password,
+                                sshPort=msg.get("sshPort") or 22))
+        add_tags(s, d["uuid"], "BackupStorageVO", msg)
+
+
+def _target(ctx: ApiContext, uuid: str) -> Any:
+    with ctx.db.ro() as s:
+        bs = get_or_404(s, SftpBackupStorage, uuid)
+        return ssh_target(bs, bs.hostname)
+
+
+def _check_ssh(ctx: ApiContext, d: dict) -> None:
+    check_login(_target(ctx, d["uuid"]))
+
+
+def deploy(ctx: ApiContext, uuid: str) -> None:
+    """Deploy (or skip, when current) the agent on the storage's host; the agent URL follows the port."""
+    settings = agent_settings(ctx, libvirt=False)
+    with ctx.db.ro() as s:
+        bs = get_or_404(s, SftpBackupStorage, uuid)
+        target, url = ssh_target(bs, bs.hostname), kvm_agent_url(bs.hostname, settings.port)
+    deploy_agent(target, settings, ctx.config.home, agent_url=url)
+    with ctx.db.tx() as s:
+        s.execute(update(BackupStorage).where(BackupStorage.uuid == uuid).values(agentUrl=url))
+
+
+def _deploy(ctx: ApiContext, d: dict) -> None:
+    deploy(ctx, d["uuid"])
+
+
+@register_flow("add-sftp-backup-storage")
+def add_flow(password: str | None = None) -> Flow:
+    """The password is bound to the insert step, never put in the (journaled) flow data."""
+    return Flow("add-sftp-backup-storage", [
+        Step("insert-row", lambda ctx, d: _insert(ctx, d, password), bss._delete_row),
+        Step("check-ssh", _check_ssh),
+        Step("deploy-agent", _deploy),
+        Step("connect", bss._connect),
+        Step("connected", bss._connected),
+    ])
+
+
+@apis.handler("AddSftpBackupStorage", check=_check_add, sync_key=key_of("resourceUuid", "backup-storage"))
+def add_sftp_backup_storage(ctx: ApiContext, msg: Msg) -> dict:
+    uuid = new_resource_uuid(msg)
+    port = int(agent_settings(ctx).port)
+    d = {"uuid": uuid, "agentUrl": kvm_agent_url(msg.hostname, port),
+         "msg": {k: v for k, v in msg.items() if k != "password"}}
+    try:
+        ctx.run_flow(add_flow(msg.password), d)
+    except Exception as exc:  # noqa: BLE001
+        err = wrap(exc)
+        raise ApiError(err.code, f"unable to add SFTP backup storage {msg.name} ({msg.username}@{msg.hostname}:"
+                                 f"{msg.get('sshPort') or 22}): {err.details}", cause=err.cause,
+                       http_status=err.http_status) from None
+    return {"inventory": inventory(ctx, SftpBackupStorage, uuid)}
+
+
+def _check(ctx: ApiContext, msg: Msg) -> None:
+    with ctx.db.ro() as s:
+        get_or_404(s, SftpBackupStorage, msg.uuid)
+    if msg.get("username") is not None and not msg.username.strip():
+        raise invalid("parameter 'username' of UpdateSftpBackupStorage cannot be empty")
+
+
+@apis.handler("UpdateSftpBackupStorage", check=_check, sync_key=key_of("uuid", "backup-storage"))
+def update_sftp_backup_storage(ctx: ApiContext, msg: Msg) -> dict:
+    """Name, description and the SSH login (hostname, port, user, password); the agent URL follows."""
+    with ctx.db.tx() as s:
+        bs = get_or_404(s, SftpBackupStorage, msg.uuid)
+        for f in ("name", "description", "hostname", "username", "password", "sshPort"):
+            if msg.get(f) is not None:
+                setattr(bs, f, msg[f])
+        bs.agentUrl = kvm_agent_url(bs.hostname, int(agent_settings(ctx).port))
+    return {"inventory": inventory(ctx, SftpBackupStorage, msg.uuid)}
+
+
+@apis.handler("ReconnectSftpBackupStorage", check=_check, sync_key=key_of("uuid", "backup-storage"))
+def reconnect_sftp_backup_storage(ctx: ApiContext, msg: Msg) -> dict:
+    """Redeploy the agent when it is not current, then reconnect (capacity from the agent)."""
+    try:
+        deploy(ctx, msg.uuid)
+    except ApiError:
+        with ctx.db.tx() as s:
+            s.execute(update(BackupStorage).where(BackupStorage.uuid == msg.uuid).values(status=bss.DISCONNECTED))
+        raise
+    bss.reconnect(ctx, msg.uuid)
+    return {"inventory": inventory(ctx, SftpBackupStorage, msg.uuid)}
+
+
+def image_fetch_fields(s: Session, bs_uuid: str, home: Any) -> dict[str, Any]:
+    """The CreateVolumeFromImageCmd fields telling a host how to fetch an image from this storage
+    (empty for storages that are not SFTP): its SSH address and login and the MN's private key."""
+    bs = s.get(SftpBackupStorage, bs_uuid)
+    if bs is None:
+        return {}
+    key_file, _ = mn_key_pair(home)
+    return {"backupStorageType": SFTP, "backupStorageHostname": bs.hostname,
+            "backupStorageSshPort": int(bs.sshPort or 22), "backupStorageUsername": bs.username,
+            "sshKey": key_file.read_text()}

@@ -1,0 +1,56 @@
+"""The async form of agent commands (kvmagent.server documents it): run later, reply by callback.
+
+A request with the headers `taskuuid` and `callbackurl` is answered at once with
+`{"success": true, "async": true}`; the command then runs on a worker thread and its reply is POSTed
+to `callbackurl` with the header `taskuuid`. Delivery is tried a few times, then logged as lost:
+the MN's call then times out, as it would with a real agent whose reply was lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import urllib3
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = b'{"success": true, "async": true}'
+
+
+class AsyncTasks:
+    def __init__(self, workers: int = 64, timeout: float = 30.0) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sim-task")
+        self._http = urllib3.PoolManager(maxsize=workers, block=False, retries=False,
+                                         timeout=urllib3.Timeout(connect=5, read=timeout))
+        self.delivered = 0
+        self.lost = 0
+
+    def submit(self, run: Callable[[], bytes], task_uuid: str, callback_url: str) -> None:
+        """Run `run` (which returns the reply body) and deliver its result to `callback_url`."""
+        self._pool.submit(self._work, run, task_uuid, callback_url)
+
+    def _work(self, run: Callable[[], bytes], task_uuid: str, callback_url: str) -> None:
+        try:
+            body = run()
+        except Exception as exc:  # a simulator bug still gets an answer to the MN
+            log.exception("async task %s failed", task_uuid)
+            body = json.dumps({"success": False, "error": f"internal simulator error: {exc}"}).encode()
+        for attempt in range(3):
+            try:
+                r = self._http.request("POST", callback_url, body=body,
+                                       headers={"Content-Type": "application/json", "taskuuid": task_uuid})
+                if r.status < 500:
+                    self.delivered += 1
+                    return
+            except urllib3.exceptions.HTTPError as exc:
+                log.warning("delivering task %s to %s failed: %s", task_uuid, callback_url, exc)
+            time.sleep(0.2 * (attempt + 1))
+        self.lost += 1
+        log.error("gave up delivering the reply of task %s to %s", task_uuid, callback_url)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,153 @@
+"""mn/deploy.py without a host: inventory and vars generation, the agent version and archive, the
+failure parsing of ansible-playbook's output, the MN's key pair, and the playbook's syntax."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+from mn.deploy import (
+    INSTALL_DIR,
+    AgentSettings,
+    agent_files,
+    agent_version,
+    ansible_env,
+    ansible_playbook,
+    changed_count,
+    extra_vars,
+    installer_dir,
+    inventory,
+    parse_failure,
+    write_archive,
+)
+from mn.ssh import SshTarget, mn_key_pair
+
+
+def test_inventory_has_the_login_but_never_the_password(tmp_path):
+    t = SshTarget("10.0.0.5", 2222, "admin", "s3cret", tmp_path / "key")
+    inv = inventory(t)
+    host = inv["all"]["hosts"]["target"]
+    assert host == {"ansible_host": "10.0.0.5", "ansible_port": 2222, "ansible_user": "admin",
+                    "ansible_python_interpreter": "/usr/bin/python3",
+                    "ansible_ssh_private_key_file": str(tmp_path / "key")}
+    assert "s3cret" not in json.dumps(inv)
+
+
+def test_extra_vars_carry_settings_version_password_and_become(tmp_path):
+    s = AgentSettings(port=7171, acceleration="tcg", libvirt=False)
+    v = extra_vars(SshTarget("h", 22, "admin", "pw"), s, "abc", tmp_path / "a.tgz", "ssh-ed25519 AAAA mn")
+    assert v == {"kvmhost_port": 7171, "kvmhost_acceleration": "tcg", "kvmhost_libvirt": False,
+                 "kvmhost_install_dir": INSTALL_DIR, "kvmhost_agent_version": "abc",
+                 "kvmhost_agent_archive": str(tmp_path / "a.tgz"), "kvmhost_mn_public_key": "ssh-ed25519 AAAA mn",
+                 "kvmhost_become": True, "ansible_password": "pw"}
+    root = extra_vars(SshTarget("h", 22, "root"), s, "abc", tmp_path / "a.tgz", "")
+    assert root["kvmhost_become"] is False and "ansible_password" not in root
+
+
+def test_agent_version_follows_code_and_agent_settings_only():
+    base = agent_version(AgentSettings())
+    assert base == agent_version(AgentSettings()) and len(base) == 64
+    assert agent_version(AgentSettings(port=7171)) != base
+    assert agent_version(AgentSettings(acceleration="tcg")) != base
+    assert agent_version(AgentSettings(libvirt=False)) == base  # one machine can be KVM host and SFTP BS
+
+
+def test_archive_holds_the_package_without_caches(tmp_path):
+    with tarfile.open(write_archive(tmp_path / "a.tgz")) as tar:
+        names = tar.getnames()
+    assert names == [f"kvmagent/{p}" for p in agent_files()]
+    assert "kvmagent/server.py" in names and "kvmagent/protocol.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_ansible_env_points_at_the_roles_and_disables_host_key_checking(tmp_path):
+    env = ansible_env(tmp_path / "home", installer_dir(), tmp_path)
+    assert env["ANSIBLE_ROLES_PATH"] == str(installer_dir() / "roles")
+    assert env["ANSIBLE_HOST_KEY_CHECKING"] == "False" and env["ANSIBLE_NOCOLOR"] == "1"
+    assert (Path(env["ANSIBLE_ROLES_PATH"]) / "kvmhost" / "tasks" / "main.yml").is_file()
+
+
+FAILED_RUN = """
+PLAY [Deploy the ZStack KVM agent] *********************************************
+
+TASK [kvmhost : Read the installed agent version] ******************************
+ok: [target]
+
+TASK [kvmhost : Install the missing packages] **********************************
+fatal: [target]: FAILED! => {"changed": false, "msg": "No package matching 'qemu-foo' is available"}
+
+PLAY RECAP *********************************************************************
+target                     : ok=5    changed=2    unreachable=0    failed=1    skipped=3    rescued=0    ignored=0
+"""
+
+RESCUED_RUN = """
+TASK [kvmhost : Poll the agent's /health] **************************************
+FAILED - RETRYING: [target]: Poll the agent's /health (60 retries left).
+fatal: [target]: FAILED! => {"attempts": 60, "changed": false, "msg": "Status code was -1 and not [200]"}
+
+TASK [kvmhost : Read the end of the agent's log] *******************************
+ok: [target]
+
+TASK [kvmhost : Fail with the agent's log] *************************************
+fatal: [target]: FAILED! => {"changed": false, "msg": "zstack-kvmagent did not answer on port 7070 within 60 s"}
+"""
+
+COMMAND_RUN = """
+TASK [kvmhost : Probe] *********************************************************
+fatal: [target]: FAILED! => {"changed": false, "msg": "x"}
+...ignoring
+
+TASK [kvmhost : Wait for libvirtd to answer] ***********************************
+failed: [target] (item=libvirtd) => {"changed": true, "cmd": ["virsh"], "msg": "non-zero return code", "rc": 1, "stderr": "error: failed to connect to the hypervisor"}
+"""
+
+UNREACHABLE_RUN = """
+TASK [kvmhost : Create the login's ~/.ssh] *************************************
+fatal: [target]: UNREACHABLE! => {"changed": false, "msg": "Failed to connect to the host via ssh: Connection refused", "unreachable": true}
+"""
+
+
+def test_parse_failure_names_the_task_and_its_message():
+    assert parse_failure(FAILED_RUN) == ("Install the missing packages", "No package matching 'qemu-foo' is available")
+    assert changed_count(FAILED_RUN) == 2
+
+
+def test_parse_failure_takes_the_rescue_failure_over_the_rescued_one():
+    task, msg = parse_failure(RESCUED_RUN)
+    assert task == "Fail with the agent's log" and msg.startswith("zstack-kvmagent did not answer on port 7070")
+
+
+def test_parse_failure_skips_ignored_failures_and_adds_stderr_and_item():
+    task, msg = parse_failure(COMMAND_RUN)
+    assert task == "Wait for libvirtd to answer"
+    assert msg == "(item libvirtd) non-zero return code; error: failed to connect to the hypervisor"
+
+
+def test_parse_failure_reports_an_unreachable_host():
+    task, msg = parse_failure(UNREACHABLE_RUN)
+    assert task == "Create the login's ~/.ssh"
+    assert msg == "host unreachable: Failed to connect to the host via ssh: Connection refused"
+    assert parse_failure("PLAY RECAP\n") == (None, None)
+
+
+def test_mn_key_pair_is_made_once_and_private(tmp_path):
+    key, pub = mn_key_pair(tmp_path)
+    assert pub.startswith("ssh-ed25519 ") and pub.endswith("zstack-management-node")
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert mn_key_pair(tmp_path) == (key, pub)
+    assert key.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+
+
+def test_the_playbook_passes_ansible_syntax_check(tmp_path):
+    installer = installer_dir()
+    inv = tmp_path / "inv.yml"
+    inv.write_text(json.dumps({"all": {"hosts": {"target": {}}}}))
+    r = subprocess.run([ansible_playbook(), "--syntax-check", "-i", str(inv), str(installer / "kvmhost.yml")],
+                       capture_output=True, text=True, timeout=120,
+                       env=ansible_env(tmp_path / "home", installer, tmp_path), stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().startswith("playbook:")

@@ -1,0 +1,73 @@
+"""Pure parts of kvmagent.backupstorage: URL kinds, the layout, copying with md5 and a capacity limit,
+and deleting only what lies in the images directory."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from kvmagent import protocol as p
+from kvmagent.backupstorage import _copy, delete, existing_image, image_path, local_source
+from kvmagent.localstorage import BACKUP, remember
+from kvmagent.registry import AgentError
+
+
+def test_local_sources() -> None:
+    assert local_source("/srv/images/a.qcow2") == Path("/srv/images/a.qcow2")
+    assert local_source("file:///srv/images/a%20b.qcow2") == Path("/srv/images/a b.qcow2")
+    assert local_source("file://localhost/srv/a.qcow2") == Path("/srv/a.qcow2")
+    assert local_source("http://example.org/a.qcow2") is None
+    assert local_source("https://example.org/a.qcow2?x=1") is None
+
+
+@pytest.mark.parametrize("url", ["ftp://example.org/a.qcow2", "relative/a.qcow2", "s3://bucket/a"])
+def test_unsupported_urls(url: str) -> None:
+    with pytest.raises(AgentError, match="http://, https://, file:// or an absolute path"):
+        local_source(url)
+
+
+def test_file_url_of_another_host() -> None:
+    with pytest.raises(AgentError, match="names another host"):
+        local_source("file://nas/a.qcow2")
+
+
+def test_layout_and_lookup(tmp_path: Path) -> None:
+    assert image_path("/bs", "i1", "qcow2") == Path("/bs/images/i1.qcow2")
+    assert existing_image(tmp_path, "i1") is None
+    (tmp_path / "images").mkdir()
+    image_path(tmp_path, "i1", "iso").write_bytes(b"x")
+    image_path(tmp_path, "i2", "download").write_bytes(b"x")  # a staging name is not an image
+    assert existing_image(tmp_path, "i1") == image_path(tmp_path, "i1", "iso")
+    assert existing_image(tmp_path, "i2") is None
+
+
+def test_copy_computes_md5_and_stops_at_the_limit(tmp_path: Path) -> None:
+    data = b"0123456789" * 300_000
+    dest = tmp_path / "out"
+    assert _copy(io.BytesIO(data), dest, len(data), "img") == hashlib.md5(data).hexdigest()
+    assert dest.read_bytes() == data
+    with pytest.raises(AgentError, match="insufficient capacity"):
+        _copy(io.BytesIO(data), dest, len(data) - 1, "img")
+
+
+def test_delete_is_idempotent_and_confined(tmp_path: Path) -> None:
+    agent: Any = SimpleNamespace(config=SimpleNamespace(state_path=tmp_path / "state"))
+    root = tmp_path / "bs"
+    (root / "images").mkdir(parents=True)
+    remember(agent, BACKUP, "bs1", str(root))
+    img = image_path(root, "i1", "qcow2")
+    img.write_bytes(b"x")
+    keep = tmp_path / "keep.qcow2"
+    keep.write_bytes(b"x")
+    for _ in range(2):
+        assert delete(agent, p.DeleteImageCmd(bsUuid="bs1", installPath=str(img))).success
+    assert not img.exists()
+    for bad in (keep, root / "images" / ".." / ".." / "keep.qcow2", root / "images"):
+        with pytest.raises(AgentError, match="not inside"):
+            delete(agent, p.DeleteImageCmd(bsUuid="bs1", installPath=str(bad)))
+    assert keep.exists()
