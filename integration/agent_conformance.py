@@ -170,6 +170,17 @@ def test_connect_echo_ping(client: AgentClient, agent: AgentUnderTest) -> None:
     assert send(client, agent.host_url, p.PingCmd(hostUuid=agent.host_uuid), p.PingRsp).hostUuid == agent.host_uuid
 
 
+def test_async_form_with_reply_within_answers_inline(agent: AgentUnderTest) -> None:
+    """A quick command in the async form with `replywithin` comes back inline: the callback URL
+    here leads nowhere, so a reply that went there instead would make the call time out."""
+    inline = AgentClient(timeout=20, callback_url=lambda: "http://127.0.0.1:9/agent/callback", reply_within=15)
+    image = new_uuid()
+    r = inline.send(agent.bs_url, p.DownloadImageCmd(bsUuid=agent.bs_uuid, imageUuid=image,
+                                                     url=agent.image_url(MiB)), p.DownloadImageRsp)
+    assert r.success and r.size >= MiB and inline._waiters == {}
+    send(inline, agent.bs_url, p.DeleteImageCmd(bsUuid=agent.bs_uuid, installPath=r.installPath))
+
+
 def test_facts_and_capacity(client: AgentClient, agent: AgentUnderTest) -> None:
     facts = send(client, agent.host_url, p.HostFactCmd(hostUuid=agent.host_uuid), p.HostFactRsp)
     assert facts.cpuNum > 0 and facts.totalMemory > 0 and facts.architecture == "x86_64" and facts.hostname

@@ -506,6 +506,21 @@ COMMANDS: dict[str, type] = {
 
 # Commands an MN sends in the async form (taskuuid + callbackurl headers; see kvmagent.server):
 # they may outlast an HTTP read timeout.
+TASK_HEADER, CALLBACK_HEADER = "taskuuid", "callbackurl"
+# With the async form, the MN may add this header (seconds, a decimal): an agent whose command
+# ends within that time replies inline, as for a plain call, and sends no callback; one still
+# running then answers {"async": true} and calls back when done. Agents that ignore it always
+# call back; the MN accepts either.
+REPLY_WITHIN_HEADER = "replywithin"
+
+
+def reply_within(value: str | None, cap: float = 10.0) -> float:
+    """The seconds a `replywithin` header grants (0 when absent or not a number; at most `cap`)."""
+    try:
+        return min(cap, max(0.0, float(value))) if value else 0.0
+    except ValueError:
+        return 0.0
+
 ASYNC_PATHS: frozenset[str] = frozenset({
     StartVmCmd.PATH, StopVmCmd.PATH, RebootVmCmd.PATH, MigrateVmCmd.PATH, CreateVolumeFromImageCmd.PATH,
     DownloadImageCmd.PATH,

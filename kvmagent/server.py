@@ -4,7 +4,8 @@ Every protocol command is `POST <path>` with a JSON body (kvmagent/protocol.py);
 JSON object with `success` and, on failure, `error`. The async form: a request carrying the
 headers `taskuuid` and `callbackurl` is answered at once with `{"success": true, "async": true}`,
 the command runs in its own thread, and its reply is POSTed to `callbackurl` with the header
-`taskuuid`. A handler's AgentError becomes `success: false` with its message; any other exception
+`taskuuid`; with the header `replywithin: S` too, a command that ends within S seconds is answered
+inline instead (no callback). A handler's AgentError becomes `success: false` with its message; any other exception
 too, prefixed with its type, and logged with a traceback; the agent never leaves a caller hanging.
 """
 
@@ -38,7 +39,7 @@ HANDLER_MODULES = (
     "kvmagent.backupstorage",
     "kvmagent.eip",
 )
-TASK_HEADER, CALLBACK_HEADER = "taskuuid", "callbackurl"
+TASK_HEADER, CALLBACK_HEADER, REPLY_WITHIN_HEADER = p.TASK_HEADER, p.CALLBACK_HEADER, p.REPLY_WITHIN_HEADER
 
 
 def load_handlers(modules: tuple[str, ...] = HANDLER_MODULES) -> None:
@@ -116,13 +117,33 @@ class Agent:
             log.exception("%s failed", path)
             return failure(f"{path} failed on the agent: {type(exc).__name__}: {exc}")
 
-    def run_async(self, path: str, data: Any, task_uuid: str, callback_url: str) -> None:
+    def run_async(self, path: str, data: Any, task_uuid: str, callback_url: str,
+                  within: float = 0.0) -> dict[str, Any] | None:
+        """Run a command in its own thread. Its reply if it ended within `within` seconds (the
+        caller sends it inline); otherwise None, and the reply goes to `callback_url` when ready.
+        Exactly one of the two happens."""
+        lock = threading.Lock()
+        ended = threading.Event()
+        box: dict[str, Any] = {"detached": within <= 0}  # detached: the reply goes to the callback
+
         def work() -> None:
             reply = self.run(path, data)
+            with lock:
+                if not box["detached"]:
+                    box["reply"] = reply
+                    ended.set()
+                    return
             if post_json(callback_url, reply, {TASK_HEADER: task_uuid}) is None:
                 log.error("could not deliver the reply of %s (task %s) to %s", path, task_uuid, callback_url)
 
         threading.Thread(target=work, name=f"task-{task_uuid[:8]}", daemon=True).start()
+        if within > 0:
+            ended.wait(within)
+        with lock:
+            if "reply" in box:
+                return box["reply"]
+            box["detached"] = True
+        return None
 
 
 def post_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = None,
@@ -172,8 +193,9 @@ def make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
                 return
             task, callback = self.headers.get(TASK_HEADER), self.headers.get(CALLBACK_HEADER)
             if task and callback:
-                agent.run_async(self.path, data, task, callback)
-                self._send(200, {"success": True, "async": True, "taskUuid": task})
+                inline = agent.run_async(self.path, data, task, callback,
+                                         p.reply_within(self.headers.get(REPLY_WITHIN_HEADER)))
+                self._send(200, inline if inline is not None else {"success": True, "async": True, "taskUuid": task})
             else:
                 self._send(200, agent.run(self.path, data))
 

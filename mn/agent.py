@@ -6,8 +6,9 @@ each become a clear ApiError naming the agent, the command and the agent's own m
 Long commands (kvmagent.protocol.ASYNC_PATHS) use the async form when the client has a
 `callback_url`: the request carries the headers `taskuuid` and `callbackurl`, the agent answers at
 once with `{"async": true}`, and its real reply arrives later at the MN's POST /agent/callback,
-which hands it to complete(). An agent that answers such a request synchronously is taken at its
-word. A reply that never comes is a timeout after `timeout` seconds, as for a synchronous call.
+which hands it to complete(). With `reply_within` > 0 the request also carries the header
+`replywithin`: an agent whose command ends that soon replies inline (no callback, two HTTP requests
+saved). An agent that answers such a request synchronously is taken at its word. A reply that never comes is a timeout after `timeout` seconds, as for a synchronous call.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ from typing import Any
 
 import urllib3
 
+from kvmagent.protocol import CALLBACK_HEADER, REPLY_WITHIN_HEADER, TASK_HEADER
 from mn.errors import AGENT_ERROR, AGENT_UNREACHABLE, TIMEOUT, ApiError
 
 log = logging.getLogger(__name__)
-
-
-TASK_HEADER, CALLBACK_HEADER = "taskuuid", "callbackurl"
 
 
 class _Waiter:
@@ -39,11 +38,13 @@ class _Waiter:
 
 class AgentClient:
     def __init__(self, timeout: float = 300.0, maxsize: int = 64,
-                 callback_url: Callable[[], str | None] | None = None):
-        """`callback_url` says where async replies go (None at a call: use the synchronous form)."""
+                 callback_url: Callable[[], str | None] | None = None, reply_within: float = 0.0):
+        """`callback_url` says where async replies go (None at a call: use the synchronous form);
+        `reply_within` how long agents may hold an async command's reply to send it inline."""
         from kvmagent.protocol import ASYNC_PATHS
 
         self.timeout = timeout
+        self._async_headers = {REPLY_WITHIN_HEADER: f"{reply_within:g}"} if reply_within > 0 else {}
         self._callback_url = callback_url or (lambda: None)
         self._async_paths = ASYNC_PATHS
         self._http = urllib3.PoolManager(maxsize=maxsize, block=False, retries=False)
@@ -86,7 +87,7 @@ class AgentClient:
             self._waiters[task] = w
         try:
             r = self._post(base_url, path, cmd, timeout,
-                           {TASK_HEADER: task, CALLBACK_HEADER: callback})
+                           {TASK_HEADER: task, CALLBACK_HEADER: callback, **self._async_headers})
             first = self._check(base_url, path, r.status, r.data)
             if not first.get("async"):
                 return first

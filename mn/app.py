@@ -65,7 +65,8 @@ def build_services(config: MNConfig) -> Services:
     gconf = GlobalConfigStore(db)
     gconf.init()
     svc = Services(config=config, db=db, agents=AgentClient(timeout=config.agent_timeout,
-                                                               callback_url=lambda: _callback_url(config)),
+                                                               callback_url=lambda: _callback_url(config),
+                                                               reply_within=config.agent_reply_within),
                    gconf=gconf,
                    mn_uuid=_mn_uuid(config))
     svc.extras["sessions"] = identity.SessionCache()

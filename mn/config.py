@@ -27,6 +27,7 @@ class MNConfig:
     embedded_simulator: bool = False
     simulator_port: int = 8090
     agent_timeout: float = 300.0
+    agent_reply_within: float = 1.0  # an async agent command ending this soon is answered inline
     ping_interval: float = 60.0
     session_timeout: int = 7200
     log_level: str = "INFO"

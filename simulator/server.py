@@ -20,6 +20,7 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
+from kvmagent.protocol import reply_within
 from simulator.admin import handle_admin
 from simulator.dispatch import BACKUP, HOSTS, JSON_TYPE, NOT_FOUND, PRIMARY, serve_command
 from simulator.state import SimState
@@ -62,8 +63,9 @@ def make_app(state: SimState, tasks: AsyncTasks | None = None) -> WSGIApp:
                 def run(kind: str = kind, uuid: str = uuid, cmd: str = "/" + cmd_path, body: bytes = body) -> bytes:
                     return serve_command(state, kind, uuid, cmd, body)[1]
 
-                tasks.submit(run, environ["HTTP_TASKUUID"], environ["HTTP_CALLBACKURL"])
-                status, payload, ctype = "200 OK", ACCEPTED, JSON_TYPE
+                inline = tasks.submit(run, environ["HTTP_TASKUUID"], environ["HTTP_CALLBACKURL"],
+                                      reply_within(environ.get("HTTP_REPLYWITHIN")))
+                status, payload, ctype = "200 OK", inline or ACCEPTED, JSON_TYPE
             else:
                 status, payload, ctype = serve_command(state, kind, uuid, "/" + cmd_path, body)
         elif kind == "simulator":
@@ -95,6 +97,11 @@ class SimulatorServer:
         self.url = f"http://{host}:{server.effective_port}"
         self._thread = threading.Thread(target=server.run, name="simulator-http", daemon=True)
         self._thread.start()
+
+    @property
+    def tasks(self) -> AsyncTasks:
+        """The async-form commands' runner (its counters: inline, delivered, lost)."""
+        return self._server.zstack_tasks
 
     def host_url(self, uuid: str) -> str:
         """The agent base URL of simulated host `uuid`."""

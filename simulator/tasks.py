@@ -2,7 +2,8 @@
 
 A request with the headers `taskuuid` and `callbackurl` is answered at once with
 `{"success": true, "async": true}`; the command then runs on a worker thread and its reply is POSTed
-to `callbackurl` with the header `taskuuid`. Delivery is tried a few times, then logged as lost:
+to `callbackurl` with the header `taskuuid`. With the header `replywithin: S`, a command that ends within S seconds is answered
+inline instead, with no callback. Delivery is tried a few times, then logged as lost:
 the MN's call then times out, as it would with a real agent whose reply was lost.
 """
 
@@ -13,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import urllib3
 
@@ -26,19 +28,35 @@ class AsyncTasks:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sim-task")
         self._http = urllib3.PoolManager(maxsize=workers, block=False, retries=False,
                                          timeout=urllib3.Timeout(connect=5, read=timeout))
-        self.delivered = 0
+        self.inline = 0  # replies sent inline (replywithin)
+        self.delivered = 0  # replies delivered by callback
         self.lost = 0
 
-    def submit(self, run: Callable[[], bytes], task_uuid: str, callback_url: str) -> None:
-        """Run `run` (which returns the reply body) and deliver its result to `callback_url`."""
-        self._pool.submit(self._work, run, task_uuid, callback_url)
+    def submit(self, run: Callable[[], bytes], task_uuid: str, callback_url: str,
+               within: float = 0.0) -> bytes | None:
+        """Run `run` (which returns the reply body) on a worker. Its reply if it ended within
+        `within` seconds (sent inline by the caller); otherwise None, and the reply is delivered to
+        `callback_url` when ready. Exactly one of the two happens."""
+        future = self._pool.submit(self._guarded, run, task_uuid)
+        if within > 0:
+            try:
+                body = future.result(timeout=within)
+                self.inline += 1
+                return body
+            except FutureTimeout:
+                pass
+        future.add_done_callback(lambda f: self._deliver(f.result(), task_uuid, callback_url))
+        return None
 
-    def _work(self, run: Callable[[], bytes], task_uuid: str, callback_url: str) -> None:
+    @staticmethod
+    def _guarded(run: Callable[[], bytes], task_uuid: str) -> bytes:
         try:
-            body = run()
+            return run()
         except Exception as exc:  # a simulator bug still gets an answer to the MN
             log.exception("async task %s failed", task_uuid)
-            body = json.dumps({"success": False, "error": f"internal simulator error: {exc}"}).encode()
+            return json.dumps({"success": False, "error": f"internal simulator error: {exc}"}).encode()
+
+    def _deliver(self, body: bytes, task_uuid: str, callback_url: str) -> None:
         for attempt in range(3):
             try:
                 r = self._http.request("POST", callback_url, body=body,

@@ -205,3 +205,15 @@ def test_nothing_is_reported_before_the_agent_is_connected() -> None:
     m.remember("vm1", None)
     m._handle("vm1", 5, 0)
     assert a.reported == []
+
+
+def test_reply_within_answers_a_quick_command_inline(server: AgentServer, callback: Any) -> None:
+    cb_url, got = callback
+    status, r = post(server, p.EchoCmd.PATH, {}, {"taskuuid": "t-3", "callbackurl": cb_url, "replywithin": "5"})
+    assert status == 200 and r == {"success": True, "error": None}  # inline: no callback follows
+    status, r = post(server, p.StopVmCmd.PATH, {"uuid": "v", "type": "sideways"},
+                     {"taskuuid": "t-4", "callbackurl": cb_url, "replywithin": "5"})
+    assert r["success"] is False and "stop type 'sideways'" in r["error"]
+    status, r = post(server, p.EchoCmd.PATH, {}, {"taskuuid": "t-5", "callbackurl": cb_url, "replywithin": "x"})
+    assert r["async"] is True and got.get(timeout=10)[0] == "t-5"  # not a number: the async form
+    assert got.empty()
