@@ -29,25 +29,6 @@ def host_caps(api, host_uuid):
     return h["availableCpuCapacity"], h["availableMemoryCapacity"]
 
 
-def test_slow_agent_commands_reply_by_callback_quick_ones_inline(api, env, admin, sim):
-    """The MN asks agents to reply inline within 1 s (replywithin); a start that takes longer is
-    answered by callback to POST /agent/callback, and the creation goes on from there."""
-    tasks = sim.tasks
-    inline, delivered = tasks.inline, tasks.delivered
-    vm = api.call("CreateVmInstance", name=unique("quick"), instanceOfferingUuid=env.offering,
-                  imageUuid=env.image, l3NetworkUuids=[env.l3])["inventory"]
-    assert vm["state"] == "Running"
-    assert (tasks.inline, tasks.delivered) == (inline + 2, delivered)  # root volume and start, inline
-    admin.inject("/vm/start", mode="slow", delay=1.5, count=1)
-    try:
-        vm = api.call("CreateVmInstance", name=unique("slow"), instanceOfferingUuid=env.offering,
-                      imageUuid=env.image, l3NetworkUuids=[env.l3])["inventory"]
-    finally:
-        admin.clear_faults()
-    assert vm["state"] == "Running" and sim_vm(admin, vm["hostUuid"], vm["uuid"])["state"] == "Running"
-    assert (tasks.inline, tasks.delivered) == (inline + 3, delivered + 1)
-
-
 def test_vm_lifecycle_over_rpc(api, env, admin):
     before = snapshot(api, env)
     vm = api.call("CreateVmInstance", name=unique("vm"), instanceOfferingUuid=env.offering,
@@ -243,3 +224,26 @@ def test_vm_on_an_unreachable_host_can_be_destroyed_and_is_cleaned_up_on_reconne
     h = api.query("QueryHost", f"uuid={host}")[0]
     held = sum(v["cpuNum"] for v in api.query("QueryVmInstance", f"hostUuid={host}"))
     assert h["availableCpuCapacity"] == h["totalCpuCapacity"] - held
+
+
+def test_slow_agent_commands_reply_by_callback_quick_ones_inline(api, env, admin, sim):
+    """The MN asks agents to reply inline within 1 s (replywithin); a start that takes longer is
+    answered by callback to POST /agent/callback, and the creation goes on from there."""
+    tasks = sim.tasks
+    inline, delivered = tasks.inline, tasks.delivered
+    vm = api.call("CreateVmInstance", name=unique("quick"), instanceOfferingUuid=env.offering,
+                  imageUuid=env.image, l3NetworkUuids=[env.l3])["inventory"]
+    assert vm["state"] == "Running"
+    assert (tasks.inline, tasks.delivered) == (inline + 2, delivered)  # root volume and start, inline
+    quick = vm["uuid"]
+    admin.inject("/vm/start", mode="slow", delay=1.5, count=1)
+    try:
+        vm = api.call("CreateVmInstance", name=unique("slow"), instanceOfferingUuid=env.offering,
+                      imageUuid=env.image, l3NetworkUuids=[env.l3])["inventory"]
+    finally:
+        admin.clear_faults()
+    assert vm["state"] == "Running" and sim_vm(admin, vm["hostUuid"], vm["uuid"])["state"] == "Running"
+    assert (tasks.inline, tasks.delivered) == (inline + 3, delivered + 1)
+    for uuid in (quick, vm["uuid"]):
+        api.call("DestroyVmInstance", uuid=uuid)
+        api.call("ExpungeVmInstance", uuid=uuid)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -17,6 +16,8 @@ from mn.db.engine import Database
 from mn.flow import Flow, Step
 from mn.globalconfig import GlobalConfigStore
 from mn.models import ApiJob
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -62,7 +63,7 @@ class ApiContext:
 
         The final "nothing in flight" entry is not written: the job's end (JobRunner.finish)
         clears flowState in the same update that records the result. For a step that journals
-        in its own transaction, the entry is written by that step's flow_tx(), at the end of its
+        in its own transaction, the entry is written by that step's flow_grouped(), at the end of its
         transaction, so it carries what the step put in `data` and commits with its effects.
         """
         if self.job_uuid is None or not done:
@@ -75,18 +76,21 @@ class ApiContext:
         with self.db.tx() as s:
             s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid).values(flowState=state))
 
-    @contextmanager
-    def flow_tx(self) -> Iterator[Session]:
-        """A write transaction that also commits the pending journal entry of the running step."""
-        try:
-            with self.db.tx() as s:
-                yield s
-                if self.pending_journal is not None:
-                    flow, done, data = self.pending_journal
-                    state = json.dumps({"flow": flow, "done": done, "data": data})
-                    s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid).values(flowState=state))
-        finally:
-            self.pending_journal = None
+    def flow_grouped(self, fn: Callable[[Session], T]) -> T:
+        """The write of a step that journals in its own transaction (Step.journal_in_step):
+        fn(session), then the step's pending journal entry, in one savepoint of a group-committed
+        transaction (Database.grouped), so the entry commits with the step's effects or not at all."""
+        pending, self.pending_journal = self.pending_journal, None
+
+        def run(s: Session) -> T:
+            out = fn(s)
+            if pending is not None:
+                flow, done, data = pending
+                state = json.dumps({"flow": flow, "done": done, "data": data})
+                s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid).values(flowState=state))
+            return out
+
+        return self.db.grouped(run)
 
     def run_flow(self, flow: Flow, data: dict[str, Any]) -> dict[str, Any]:
         faults = self.svc.extras.get("flow_faults")

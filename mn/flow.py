@@ -32,7 +32,7 @@ class Step:
     run: StepFn
     rollback: StepFn | None = None
     # The step writes the journal entry that announces it inside its own (single) database
-    # transaction (ApiContext.flow_tx), so the entry and the step's effects commit together.
+    # transaction (ApiContext.flow_grouped), so the entry and the step's effects commit together.
     journal_in_step: bool = False
     # False: no journal entry is written before this step (one write saved); the previous journaled
     # step's entry names it already, so recovery rolls it back whether or not it ran.

@@ -4,19 +4,26 @@ An async API call becomes an ApiJob row (state Processing) before it is queued, 
 its final state and result when it ends. Jobs with the same sync key run one at a time in
 submission order (operations on one VM in order, on different VMs in parallel); a key's queue
 lives in this MN process, which owns the jobs it accepted.
+
+The runner also remembers, in memory, the jobs it accepted and has not finished and, for
+RESULT_TTL seconds (at most RESULT_CACHE of them), the outcome of those it finished: `peek()`
+answers result requests for this MN's jobs without reading the database. The row stays the
+truth (another MN, or this one after a restart, reads it).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from mn.db.base import utcnow
 from mn.db.engine import Database
@@ -26,6 +33,18 @@ from mn.models import ApiJob
 log = logging.getLogger(__name__)
 
 Work = Callable[[], dict[str, Any]]
+RESULT_TTL = 60.0
+RESULT_CACHE = 5000
+
+
+class JobView(NamedTuple):
+    """A job as its runner knows it."""
+
+    api_name: str
+    state: str
+    reply: dict[str, Any] | None
+    created: dt.datetime
+    finished: dt.datetime | None
 
 
 class JobRunner:
@@ -38,12 +57,37 @@ class JobRunner:
         self._done = threading.Condition(self._lock)
         self._inflight = 0
         self._finished: dict[str, tuple[threading.Event, int]] = {}  # job -> (event, waiter count)
+        self._accepted: dict[str, tuple[str, dt.datetime]] = {}  # unfinished job -> (apiName, createDate)
+        self._outcomes: OrderedDict[str, tuple[float, JobView]] = OrderedDict()  # job -> (expiry, view)
         self.on_finish: Callable[[str, str, dict], None] | None = None
 
     def create(self, job_uuid: str, api_name: str, request: dict, sync_key: str | None) -> None:
-        with self.db.tx() as s:
-            s.add(ApiJob(uuid=job_uuid, apiName=api_name, request=json.dumps(request), syncKey=sync_key,
-                         managementNodeUuid=self.mn_uuid, state="Processing"))
+        row = {"uuid": job_uuid, "apiName": api_name, "request": json.dumps(request), "syncKey": sync_key,
+               "managementNodeUuid": self.mn_uuid, "state": "Processing", "createDate": utcnow()}
+        self.db.grouped(lambda s: s.execute(insert(ApiJob).values(**row)))
+        with self._lock:
+            self._accepted[job_uuid] = (api_name, row["createDate"])
+
+    def peek(self, job_uuid: str) -> JobView | None:
+        """The job as this runner knows it without the database: running, or finished less than
+        RESULT_TTL seconds ago; None when it does not know (ask the database)."""
+        with self._lock:
+            acc = self._accepted.get(job_uuid)
+            if acc is not None:
+                return JobView(acc[0], "Processing", None, acc[1], None)
+            hit = self._outcomes.get(job_uuid)
+            return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def _remember(self, job_uuid: str, state: str, result: dict, finished: dt.datetime) -> None:
+        now = time.monotonic()
+        with self._lock:
+            acc = self._accepted.pop(job_uuid, None)
+            if acc is None:
+                return
+            self._outcomes[job_uuid] = (now + RESULT_TTL, JobView(acc[0], state, result, acc[1], finished))
+            while self._outcomes and (len(self._outcomes) > RESULT_CACHE
+                                      or next(iter(self._outcomes.values()))[0] <= now):
+                self._outcomes.popitem(last=False)
 
     def submit(self, job_uuid: str, sync_key: str | None, work: Work) -> None:
         with self._lock:
@@ -96,14 +140,14 @@ class JobRunner:
                 self._pool.submit(self._run, nxt[0], sync_key, nxt[1])
 
     def finish(self, job_uuid: str, state: str, result: dict) -> None:
+        values = {"state": state, "result": json.dumps(result), "finishedDate": utcnow(), "flowState": None}
         for attempt in range(5):
             try:
-                with self.db.tx() as s:
-                    s.execute(update(ApiJob).where(ApiJob.uuid == job_uuid).values(
-                        state=state, result=json.dumps(result), finishedDate=utcnow(), flowState=None))
+                self.db.grouped(lambda s: s.execute(update(ApiJob).where(ApiJob.uuid == job_uuid).values(**values)))
                 break
             except Exception:
                 log.exception("recording the end of job %s failed (attempt %d)", job_uuid, attempt + 1)
+        self._remember(job_uuid, state, result, values["finishedDate"])
         self._wake(job_uuid)
         if self.on_finish is not None:
             self.on_finish(job_uuid, state, result)

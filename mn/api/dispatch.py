@@ -133,7 +133,12 @@ class Dispatcher:
             self.runner.unwatch(job_uuid)
 
     def _result(self, job_uuid: str) -> tuple[CallResult | None, str | None]:
-        """(the job's result, the MN running it)."""
+        """(the job's result, the MN running it): from this MN's job runner when it knows the job,
+        else from the database."""
+        view = self.runner.peek(job_uuid)
+        if view is not None:
+            return CallResult(job_uuid, self.catalog.api(view.api_name), view.state != "Processing", view.reply,
+                              view.created, view.finished), self.svc.mn_uuid
         with self.svc.db.ro() as s:
             job = s.get(ApiJob, job_uuid)
             if job is None:

@@ -9,12 +9,17 @@ The Database handle is created by the app factory and passed on explicitly (no g
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
+GROUP_MAX = 64
+"""The most grouped() calls one transaction serves."""
 
 
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
@@ -50,8 +55,19 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
     return create_engine(url, pool_size=16, max_overflow=48, pool_pre_ping=True)
 
 
+class _Grouped:
+    __slots__ = ("fn", "done", "result", "error")
+
+    def __init__(self, fn: Callable[[Session], Any]) -> None:
+        self.fn = fn
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
 class Database:
-    """The MN's database: `tx()` for a write transaction, `ro()` for a read-only one."""
+    """The MN's database: `tx()` for a write transaction, `ro()` for a read-only one, `grouped()`
+    for a write that may share its transaction (and commit) with other threads' concurrent ones."""
 
     def __init__(self, url: str):
         self.url = url
@@ -62,6 +78,9 @@ class Database:
         # SQLite has one writer at a time. Writers of this process queue on a lock instead of
         # polling the database lock (the sqlite busy handler sleeps up to 100 ms per retry).
         self._write_lock = threading.RLock() if url.startswith("sqlite") else None
+        self._group_cond = threading.Condition()
+        self._group_pending: list[_Grouped] = []
+        self._group_leader = False
 
     @property
     def dialect(self) -> str:
@@ -72,6 +91,52 @@ class Database:
         """A write transaction: committed on success, rolled back on any exception."""
         with self._write_lock or nullcontext(), self._write() as s, s.begin():
             yield s
+
+    def grouped(self, fn: Callable[[Session], T]) -> T:
+        """fn(session) in a write transaction, committed when this returns; fn's exception is raised
+        and undoes fn's writes only.
+
+        Group commit: the calls waiting at the same moment (up to GROUP_MAX) run one after another
+        in one transaction, each in its own Session inside its own SAVEPOINT, so each sees the
+        database as the earlier ones left it and a failure rolls back only its own savepoint. One
+        thread (the leader) runs the group while the others wait; the transaction's fixed costs
+        (BEGIN, COMMIT, the writer lock) are paid once per group instead of once per call.
+        """
+        op = _Grouped(fn)
+        with self._group_cond:
+            self._group_pending.append(op)
+            while not op.done and self._group_leader:
+                self._group_cond.wait()
+            if not op.done:
+                self._group_leader = True
+                group, self._group_pending = self._group_pending[:GROUP_MAX], self._group_pending[GROUP_MAX:]
+        if not op.done:
+            try:
+                self._run_group(group)
+            finally:
+                with self._group_cond:
+                    for g in group:
+                        g.done = True
+                    self._group_leader = False
+                    self._group_cond.notify_all()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def _run_group(self, group: list[_Grouped]) -> None:
+        try:
+            with self._write_lock or nullcontext(), self.engine.connect() as conn, conn.begin():
+                for g in group:
+                    try:
+                        with Session(bind=conn, join_transaction_mode="create_savepoint",
+                                     expire_on_commit=False) as s, s.begin():
+                            g.result = g.fn(s)
+                    except Exception as exc:  # only this call's savepoint is rolled back
+                        g.error = exc
+        except Exception as exc:  # the commit (or BEGIN) failed: nothing of the group was written
+            for g in group:
+                if g.error is None:
+                    g.error, g.result = exc, None
 
     @contextmanager
     def ro(self) -> Iterator[Session]:

@@ -214,7 +214,8 @@ def _host_request(ctx: ApiContext, p: dict[str, Any], **over: Any) -> host_alloc
 def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
     p = d["plan"]
     ps_ratio = ctx.gconf.get(PS_OVER_PROVISIONING)
-    with ctx.flow_tx() as s:  # the journal entry announcing this step commits with its effects
+
+    def run(s: Session) -> None:  # the journal entry announcing this step commits with its effects
         start = p["strategy"] == "InstantStart"
         host_uuid = None
         if start:
@@ -280,6 +281,8 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
             planned = {vu: {"path": w["path"], "size": sizes.get(vu, p["root_size"])}
                        for vu, w in d["paths"].items()}
             d["start"] = {"url": host_url(s, host_uuid), "cmd": to_wire(start_command(s, vm, planned))}
+
+    ctx.flow_grouped(run)
     d["allocated"] = True
 
 
@@ -418,14 +421,17 @@ def _start_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
 def _finalize(ctx: ApiContext, d: dict[str, Any]) -> None:
     p = d["plan"]
     final = {"InstantStart": RUNNING, "CreateStopped": STOPPED, "JustCreate": CREATED}[p["strategy"]]
-    with ctx.db.tx() as s:
-        values: dict[str, Any] = {"state": final}
-        if final == STOPPED:
-            values["hostUuid"] = None
+    values: dict[str, Any] = {"state": final}
+    if final == STOPPED:
+        values["hostUuid"] = None
+
+    def run(s: Session) -> None:
         s.execute(update(VmInstance).where(VmInstance.uuid == p["vm_uuid"]).values(**values))
         for vol_uuid, info in d.get("installed", {}).items():
             s.execute(update(Volume).where(Volume.uuid == vol_uuid).values(
                 installPath=info["path"], size=info["size"], actualSize=info["actualSize"], status="Ready"))
+
+    ctx.db.grouped(run)
 
 
 ALLOCATE = Step("allocate", _allocate, _allocate_rollback, journal_in_step=True)

@@ -1,0 +1,96 @@
+"""Database.grouped: group commit of concurrent writes, each in its own savepoint."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select, update
+
+from mn.db import engine as engine_mod
+from mn.db.base import new_uuid
+from mn.db.engine import Database
+from mn.models import Zone
+
+
+def _zone(name: str):
+    def fn(s):
+        s.add(Zone(uuid=new_uuid(), name=name, state="Enabled"))
+        return name
+
+    return fn
+
+
+def _names(db: Database) -> set[str]:
+    with db.ro() as s:
+        return set(s.scalars(select(Zone.name)))
+
+
+def test_a_lone_call_commits_and_returns_its_result(db: Database) -> None:
+    assert db.grouped(_zone("z1")) == "z1"
+    assert _names(db) == {"z1"}
+
+
+def test_a_failure_undoes_only_its_own_writes(db: Database) -> None:
+    gate = threading.Event()
+    order: list[str] = []
+
+    def slow_first(s):  # holds the leader while the others queue behind it as one group
+        gate.wait(5)
+        order.append("first")
+        return _zone("first")(s)
+
+    def failing(s):
+        _zone("doomed")(s)
+        s.flush()
+        raise ValueError("no")
+
+    with ThreadPoolExecutor(8) as pool:
+        lead = pool.submit(db.grouped, slow_first)
+        others = [pool.submit(db.grouped, _zone(f"ok{i}")) for i in range(5)]
+        bad = pool.submit(db.grouped, failing)
+        gate.set()
+        assert lead.result() == "first" and [f.result() for f in others] == [f"ok{i}" for i in range(5)]
+        with pytest.raises(ValueError, match="no"):
+            bad.result()
+    assert _names(db) == {"first", *(f"ok{i}" for i in range(5))}
+
+
+def test_each_call_sees_the_writes_before_it(db: Database) -> None:
+    db.grouped(_zone("counter"))
+
+    def bump(s):  # read-modify-write: correct only if every call sees the previous one's update
+        z = s.scalar(select(Zone).where(Zone.name == "counter"))
+        n = int(z.description or 0)
+        s.execute(update(Zone).where(Zone.uuid == z.uuid).values(description=str(n + 1)))
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda _: db.grouped(bump), range(200)))
+    with db.ro() as s:
+        assert s.scalar(select(Zone.description).where(Zone.name == "counter")) == "200"
+
+
+def test_calls_share_transactions(db: Database, monkeypatch) -> None:
+    commits = []
+    real = Database._run_group
+    monkeypatch.setattr(Database, "_run_group", lambda self, group: (commits.append(len(group)), real(self, group)))
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda i: db.grouped(_zone(f"g{i}")), range(300)))
+    with db.ro() as s:
+        assert s.scalar(select(func.count()).select_from(Zone)) == 300
+    assert sum(commits) == 300 and len(commits) < 300 and max(commits) <= engine_mod.GROUP_MAX
+
+
+def test_a_failed_commit_fails_every_call_of_the_group(db: Database, monkeypatch) -> None:
+    class Boom(Exception):
+        pass
+
+    def broken_connect():
+        raise Boom("database is gone")
+
+    monkeypatch.setattr(db.engine, "connect", broken_connect)
+    with pytest.raises(Boom):
+        db.grouped(_zone("never"))
+    monkeypatch.undo()
+    assert _names(db) == set()
