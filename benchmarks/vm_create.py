@@ -84,6 +84,14 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def run_size(url: str, session: str, env: dict[str, str], n: int, clients: int) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
@@ -164,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zone with {args.hosts} simulated hosts ready in {time.perf_counter() - t0:.1f} s "
               f"(db: {args.db_url or 'sqlite'}, {args.clients} clients)")
         print(f"{'N':>6} {'wall s':>8} {'VMs/s':>8} {'p50 s':>7} {'p99 s':>7} {'errors':>6}"
-              f"   CPU ms/VM: {'MN':>6} {'sim':>6} {'client':>6}")
+              f"   CPU ms/VM: {'MN':>6} {'sim':>6} {'client':>6}   MN RSS MiB")
         total = 0
         for n in (int(x) for x in args.sizes.split(",")):
             before = [cpu_seconds(mn.pid), cpu_seconds(sim.pid), cpu_seconds()]
@@ -173,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             per_vm = [1000 * (a - b) / n for a, b in zip(after, before, strict=True)]
             total += n - len(r["errors"])
             print(f"{r['n']:>6} {r['wall']:>8.2f} {r['rate']:>8.1f} {r['p50']:>7.2f} {r['p99']:>7.2f} "
-                  f"{len(r['errors']):>6}              {per_vm[0]:>6.1f} {per_vm[1]:>6.1f} {per_vm[2]:>6.1f}",
+                  f"{len(r['errors']):>6}              {per_vm[0]:>6.1f} {per_vm[1]:>6.1f} {per_vm[2]:>6.1f}"
+                  f"   {rss_mib(mn.pid):>10.0f}",
                   flush=True)
             for e in r["errors"][:3]:
                 print(f"       error: {e}")
