@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from mn.agent import AgentClient
@@ -18,6 +18,7 @@ from mn.globalconfig import GlobalConfigStore
 from mn.models import ApiJob
 
 T = TypeVar("T")
+_JOURNAL = update(ApiJob).where(ApiJob.uuid == bindparam("job")).values(flowState=bindparam("fs"))
 
 
 @dataclass
@@ -74,7 +75,7 @@ class ApiContext:
             return
         state = json.dumps({"flow": flow, "done": done, "data": data})
         with self.db.tx() as s:
-            s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid).values(flowState=state))
+            s.connection().execute(_JOURNAL, {"job": self.job_uuid, "fs": state})
 
     def flow_grouped(self, fn: Callable[[Session], T]) -> T:
         """The write of a step that journals in its own transaction (Step.journal_in_step):
@@ -87,7 +88,7 @@ class ApiContext:
             if pending is not None:
                 flow, done, data = pending
                 state = json.dumps({"flow": flow, "done": done, "data": data})
-                s.execute(update(ApiJob).where(ApiJob.uuid == self.job_uuid).values(flowState=state))
+                s.connection().execute(_JOURNAL, {"job": self.job_uuid, "fs": state})
             return out
 
         return self.db.grouped(run)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 
 from mn.db.base import utcnow
 from mn.db.engine import Database
@@ -33,6 +33,11 @@ from mn.models import ApiJob
 log = logging.getLogger(__name__)
 
 Work = Callable[[], dict[str, Any]]
+# Built once: these run for every API job (Core statements on the connection, no ORM bookkeeping).
+_INSERT_JOB = insert(ApiJob)
+_FINISH_JOB = (update(ApiJob).where(ApiJob.uuid == bindparam("job"))
+               .values(state=bindparam("end_state"), result=bindparam("end_result"),
+                       finishedDate=bindparam("end_date"), flowState=None))
 RESULT_TTL = 60.0
 RESULT_CACHE = 5000
 
@@ -64,7 +69,7 @@ class JobRunner:
     def create(self, job_uuid: str, api_name: str, request: dict, sync_key: str | None) -> None:
         row = {"uuid": job_uuid, "apiName": api_name, "request": json.dumps(request), "syncKey": sync_key,
                "managementNodeUuid": self.mn_uuid, "state": "Processing", "createDate": utcnow()}
-        self.db.grouped(lambda s: s.execute(insert(ApiJob).values(**row)))
+        self.db.grouped(lambda s: s.connection().execute(_INSERT_JOB, row))
         with self._lock:
             self._accepted[job_uuid] = (api_name, row["createDate"])
 
@@ -140,14 +145,14 @@ class JobRunner:
                 self._pool.submit(self._run, nxt[0], sync_key, nxt[1])
 
     def finish(self, job_uuid: str, state: str, result: dict) -> None:
-        values = {"state": state, "result": json.dumps(result), "finishedDate": utcnow(), "flowState": None}
+        values = {"job": job_uuid, "end_state": state, "end_result": json.dumps(result), "end_date": utcnow()}
         for attempt in range(5):
             try:
-                self.db.grouped(lambda s: s.execute(update(ApiJob).where(ApiJob.uuid == job_uuid).values(**values)))
+                self.db.grouped(lambda s: s.connection().execute(_FINISH_JOB, values))
                 break
             except Exception:
                 log.exception("recording the end of job %s failed (attempt %d)", job_uuid, attempt + 1)
-        self._remember(job_uuid, state, result, values["finishedDate"])
+        self._remember(job_uuid, state, result, values["end_date"])
         self._wake(job_uuid)
         if self.on_finish is not None:
             self.on_finish(job_uuid, state, result)

@@ -10,7 +10,7 @@ that (re)connects gets the EIPs of the VMs it runs applied again (the command is
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from kvmagent.protocol import ApplyEipCmd, DeleteEipCmd, EipTO, bridge_name
@@ -62,10 +62,14 @@ def active_host(s: Session, eip: Eip, *, eip_state: str | None = None, vip_state
     return vm.hostUuid
 
 
+# Built once: every VM start asks it.
+_VM_EIPS = (select(Eip).join(VmNic, VmNic.uuid == Eip.vmNicUuid).join(Vip, Vip.uuid == Eip.vipUuid)
+            .where(VmNic.vmInstanceUuid == bindparam("vm"), Eip.state == ENABLED, Vip.state == ENABLED)
+            .order_by(Eip.uuid))
+
+
 def _vm_eips(s: Session, vm_uuid: str) -> list[Eip]:
-    return list(s.scalars(select(Eip).join(VmNic, VmNic.uuid == Eip.vmNicUuid).join(Vip, Vip.uuid == Eip.vipUuid)
-                          .where(VmNic.vmInstanceUuid == vm_uuid, Eip.state == ENABLED, Vip.state == ENABLED)
-                          .order_by(Eip.uuid)))
+    return list(s.scalars(_VM_EIPS, {"vm": vm_uuid}))
 
 
 def send_apply(ctx: ApiContext, host_uuid: str, eips: list[EipTO]) -> None:

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from kvmagent.protocol import (
@@ -255,21 +255,24 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
         s.add(vm)
         s.flush()
         status = "Creating" if instantiate else "NotInstantiated"
-        s.add(Volume(uuid=d["rootVolumeUuid"], name=f"ROOT-for-{p['name']}", type="Root",
+        root = Volume(uuid=d["rootVolumeUuid"], name=f"ROOT-for-{p['name']}", type="Root",
                      primaryStorageUuid=ps_uuid, vmInstanceUuid=vm.uuid, rootImageUuid=p["image"]["uuid"],
                      diskOfferingUuid=p["root_disk_offering"], format=p["image"]["format"] or "qcow2",
                      size=p["root_size"], deviceId=0, status=status,
-                     hostUuid=host_uuid))
-        for i, (vu, disk) in enumerate(zip(d["dataVolumeUuids"], p["data_disks"], strict=True)):
-            s.add(Volume(uuid=vu, name=f"DATA-for-{p['name']}", type="Data", primaryStorageUuid=ps_uuid,
-                         vmInstanceUuid=vm.uuid, diskOfferingUuid=disk["diskOfferingUuid"], format="qcow2",
-                         size=disk["size"], deviceId=i + 1, status=status, hostUuid=host_uuid,
-                         lastAttachDate=utcnow()))
+                     hostUuid=host_uuid)
+        data = [Volume(uuid=vu, name=f"DATA-for-{p['name']}", type="Data", primaryStorageUuid=ps_uuid,
+                       vmInstanceUuid=vm.uuid, diskOfferingUuid=disk["diskOfferingUuid"], format="qcow2",
+                       size=disk["size"], deviceId=i + 1, status=status, hostUuid=host_uuid,
+                       lastAttachDate=utcnow())
+                for i, (vu, disk) in enumerate(zip(d["dataVolumeUuids"], p["data_disks"], strict=True))]
+        s.add_all([root, *data])
+        nics = []
         for i, (nu, l3) in enumerate(zip(d["nicUuids"], p["l3s"], strict=True)):
             nic = VmNic(uuid=nu, vmInstanceUuid=vm.uuid, l3NetworkUuid=l3, mac=ipam.new_mac(),
                         hypervisorType=target.hypervisorType, deviceId=i,
                         internalName=f"vnic{vm.internalId}.{i}")
             s.add(nic)
+            nics.append(nic)
             s.flush()
             used = ipam.allocate_ip(s, l3, ip=p["static_ips"].get(l3), nic_uuid=nu, used_for="Vip")
             nic.usedIpUuid, nic.ip, nic.netmask, nic.gateway = used.uuid, used.ip, used.netmask, used.gateway
@@ -280,7 +283,8 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
             sizes = dict(zip(d["dataVolumeUuids"], (x["size"] for x in p["data_disks"]), strict=True))
             planned = {vu: {"path": w["path"], "size": sizes.get(vu, p["root_size"])}
                        for vu, w in d["paths"].items()}
-            d["start"] = {"url": host_url(s, host_uuid), "cmd": to_wire(start_command(s, vm, planned))}
+            devices = {"root": root, "data": data, "nics": nics}  # as just written: no need to read them back
+            d["start"] = {"url": host_url(s, host_uuid), "cmd": to_wire(start_command(s, vm, planned, devices))}
 
     ctx.flow_grouped(run)
     d["allocated"] = True
@@ -304,16 +308,20 @@ def _allocate_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
             ps_alloc.release(s, pr["ps"], pr["size"], pr["ratio"])
 
 
+# Built once: every creation from an image asks it.
+_IMAGE_SOURCE = (
+    select(ImageBackupStorageRef.backupStorageUuid, ImageBackupStorageRef.installPath, BackupStorage.url)
+    .join(BackupStorage, BackupStorage.uuid == ImageBackupStorageRef.backupStorageUuid)
+    .where(ImageBackupStorageRef.imageUuid == bindparam("image"), ImageBackupStorageRef.status == "Ready",
+           BackupStorage.state == "Enabled", BackupStorage.status == "Connected",
+           BackupStorage.uuid.in_(select(BackupStorageZoneRef.backupStorageUuid)
+                                  .where(BackupStorageZoneRef.zoneUuid == bindparam("zone"))))
+    .limit(1))
+
+
 def _image_source(s: Session, image_uuid: str, zone_uuid: str) -> tuple[str, str, str | None]:
     """(backup storage uuid, install path, agent url) of a Ready copy of the image in the zone."""
-    row = s.execute(
-        select(ImageBackupStorageRef.backupStorageUuid, ImageBackupStorageRef.installPath, BackupStorage.url)
-        .join(BackupStorage, BackupStorage.uuid == ImageBackupStorageRef.backupStorageUuid)
-        .where(ImageBackupStorageRef.imageUuid == image_uuid, ImageBackupStorageRef.status == "Ready",
-               BackupStorage.state == "Enabled", BackupStorage.status == "Connected",
-               BackupStorage.uuid.in_(select(BackupStorageZoneRef.backupStorageUuid)
-                                      .where(BackupStorageZoneRef.zoneUuid == zone_uuid)))
-        .limit(1)).first()
+    row = s.connection().execute(_IMAGE_SOURCE, {"image": image_uuid, "zone": zone_uuid}).first()
     if row is None:
         raise invalid(f"ImageVO[uuid:{image_uuid}] has no Ready copy on a connected backup storage "
                       f"attached to zone {zone_uuid}")
@@ -383,11 +391,13 @@ def _prepare_net_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
     extensions.call_all(extensions.VM_RELEASE_NETWORK, ctx, d["plan"]["vm_uuid"], d["reserved"]["host"])
 
 
-def start_command(s: Session, vm: VmInstance, installed: dict[str, dict] | None = None) -> StartVmCmd:
-    """The StartVmCmd of a VM; `installed` gives install paths not yet written to the database."""
+def start_command(s: Session, vm: VmInstance, installed: dict[str, dict] | None = None,
+                  devices: dict[str, Any] | None = None) -> StartVmCmd:
+    """The StartVmCmd of a VM; `installed` gives install paths not yet written to the database,
+    `devices` the VM's volumes and NICs when the caller has them (as vm_devices() returns them)."""
     from mn.services.vm_common import vm_devices
 
-    dev = vm_devices(s, vm.uuid)
+    dev = devices if devices is not None else vm_devices(s, vm.uuid)
 
     def to(v: Volume) -> Any:
         t = volume_to(v)
@@ -426,9 +436,10 @@ def _finalize(ctx: ApiContext, d: dict[str, Any]) -> None:
         values["hostUuid"] = None
 
     def run(s: Session) -> None:
-        s.execute(update(VmInstance).where(VmInstance.uuid == p["vm_uuid"]).values(**values))
+        conn = s.connection()  # Core: no ORM objects of these rows in this session
+        conn.execute(update(VmInstance).where(VmInstance.uuid == p["vm_uuid"]).values(**values))
         for vol_uuid, info in d.get("installed", {}).items():
-            s.execute(update(Volume).where(Volume.uuid == vol_uuid).values(
+            conn.execute(update(Volume).where(Volume.uuid == vol_uuid).values(
                 installPath=info["path"], size=info["size"], actualSize=info["actualSize"], status="Ready"))
 
     ctx.db.grouped(run)
