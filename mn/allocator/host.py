@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import case, exists, func, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mn.errors import NO_AVAILABLE_HOST, ApiError
@@ -63,63 +64,94 @@ class HostRequest:
         return math.ceil(self.memory / self.memory_ratio)
 
 
-def _filters(req: HostRequest, with_capacity: bool = True) -> list:
+def _params(req: HostRequest, with_capacity: bool = True) -> dict[str, Any]:
+    """The request's values by the bind parameter names of _filters(template=True)."""
+    out: dict[str, Any] = {"hv": req.hypervisor_type, "zone": req.zone_uuid, "cluster": req.cluster_uuid,
+                           "host": req.host_uuid, "exclude": list(req.exclude), "ps": req.ps_uuid,
+                           "vm": req.vm_uuid}
+    out.update({f"l3_{i}": u for i, u in enumerate(dict.fromkeys(req.l3_uuids))})
+    if with_capacity:
+        out.update(cpu=req.cpu, mem=req.reserved_memory)
+    return out
+
+
+def _shape(req: HostRequest) -> tuple:
+    """What decides the form of the filters (not their values)."""
+    return (bool(req.hypervisor_type), bool(req.zone_uuid), bool(req.cluster_uuid), bool(req.host_uuid),
+            bool(req.exclude), len(dict.fromkeys(req.l3_uuids)), bool(req.need_ps or req.ps_uuid),
+            bool(req.ps_uuid), bool(req.vm_uuid), req.strategy)
+
+
+def _filters(req: HostRequest, with_capacity: bool = True, template: bool = False) -> list:
+    """The filters as SQL terms; with `template`, every value is a bind parameter (named as in
+    _params) so the statement can be built once per request shape."""
+    def v(name: str, value: Any, expanding: bool = False) -> Any:
+        return bindparam(name, expanding=expanding) if template else value
+
     f = [Host.state == "Enabled", Host.status == "Connected",
          Host.clusterUuid.in_(select(Cluster.uuid).where(Cluster.state == "Enabled")),
          Host.zoneUuid.in_(select(Zone.uuid).where(Zone.state == "Enabled"))]
     if req.hypervisor_type:
-        f.append(Host.hypervisorType == req.hypervisor_type)
+        f.append(Host.hypervisorType == v("hv", req.hypervisor_type))
     if req.zone_uuid:
-        f.append(Host.zoneUuid == req.zone_uuid)
+        f.append(Host.zoneUuid == v("zone", req.zone_uuid))
     if req.cluster_uuid:
-        f.append(Host.clusterUuid == req.cluster_uuid)
+        f.append(Host.clusterUuid == v("cluster", req.cluster_uuid))
     if req.host_uuid:
-        f.append(Host.uuid == req.host_uuid)
+        f.append(Host.uuid == v("host", req.host_uuid))
     if req.exclude:
-        f.append(Host.uuid.not_in(req.exclude))
-    for l3 in dict.fromkeys(req.l3_uuids):
-        l2 = select(L3Network.l2NetworkUuid).where(L3Network.uuid == l3).scalar_subquery()
+        f.append(Host.uuid.not_in(v("exclude", list(req.exclude), expanding=True)))
+    for i, l3 in enumerate(dict.fromkeys(req.l3_uuids)):
+        l2 = select(L3Network.l2NetworkUuid).where(L3Network.uuid == v(f"l3_{i}", l3)).scalar_subquery()
         f.append(Host.clusterUuid.in_(select(L2NetworkClusterRef.clusterUuid)
                                       .where(L2NetworkClusterRef.l2NetworkUuid == l2)))
     if req.need_ps or req.ps_uuid:
         ps = select(PrimaryStorage.uuid).where(PrimaryStorage.state == "Enabled",
                                                PrimaryStorage.status == "Connected")
         if req.ps_uuid:
-            ps = ps.where(PrimaryStorage.uuid == req.ps_uuid)
+            ps = ps.where(PrimaryStorage.uuid == v("ps", req.ps_uuid))
         f.append(Host.clusterUuid.in_(select(PrimaryStorageClusterRef.clusterUuid)
                                       .where(PrimaryStorageClusterRef.primaryStorageUuid.in_(ps))))
     if req.ps_uuid:
-        f.extend(_local_storage_pins(req.ps_uuid, req.vm_uuid))
+        f.extend(_local_storage_pins(v("ps", req.ps_uuid), v("vm", req.vm_uuid) if req.vm_uuid else None))
     if with_capacity:
-        f.append(Host.availableCpuCapacity >= req.cpu)
-        f.append(Host.availableMemoryCapacity >= req.reserved_memory)
+        f.append(Host.availableCpuCapacity >= v("cpu", req.cpu))
+        f.append(Host.availableMemoryCapacity >= v("mem", req.reserved_memory))
     return f
 
 
-def _local_storage_pins(ps_uuid: str, vm_uuid: str | None) -> list:
+def _local_storage_pins(ps_uuid: Any, vm_uuid: Any | None) -> list:
     """Filters that hold only when the storage is LocalStorage: a host with a share of it, and
     the host of the VM's volumes on it."""
     not_local = ~exists(select(PrimaryStorage.uuid).where(PrimaryStorage.uuid == ps_uuid,
                                                           PrimaryStorage.type == LOCAL_STORAGE))
     f = [or_(not_local, Host.uuid.in_(select(LocalStorageHostRef.hostUuid)
                                       .where(LocalStorageHostRef.primaryStorageUuid == ps_uuid)))]
-    if vm_uuid:
+    if vm_uuid is not None:
         f.append(or_(not_local, Host.uuid.in_(select(Volume.hostUuid).where(
             Volume.vmInstanceUuid == vm_uuid, Volume.primaryStorageUuid == ps_uuid, Volume.hostUuid.is_not(None)))))
     return f
 
 
+_CANDIDATE_QUERIES: dict[tuple, Any] = {}  # (request shape, limit) -> statement with bind parameters
+
+
 def candidates(s: Session, req: HostRequest, limit: int = CANDIDATE_LIMIT) -> list[str]:
-    """Uuids of hosts that pass every filter, in the strategy's order (no reservation)."""
-    q = select(Host.uuid).where(*_filters(req))
-    if req.strategy == LEAST_VM:
-        vms = (select(func.count()).select_from(VmInstance)
-               .where(VmInstance.hostUuid == Host.uuid, VmInstance.state.in_(HOLDING_STATES))
-               .scalar_subquery())
-        q = q.order_by(vms, Host.uuid)
-    else:
-        q = q.order_by(func.random())
-    return list(s.scalars(q.limit(limit)))
+    """Uuids of hosts that pass every filter, in the strategy's order (no reservation). The
+    statement is built once per request shape (every VM creation asks)."""
+    key = (_shape(req), limit)
+    q = _CANDIDATE_QUERIES.get(key)
+    if q is None:
+        q = select(Host.uuid).where(*_filters(req, template=True))
+        if req.strategy == LEAST_VM:
+            vms = (select(func.count()).select_from(VmInstance)
+                   .where(VmInstance.hostUuid == Host.uuid, VmInstance.state.in_(HOLDING_STATES))
+                   .scalar_subquery())
+            q = q.order_by(vms, Host.uuid)
+        else:
+            q = q.order_by(func.random())
+        q = _CANDIDATE_QUERIES.setdefault(key, q.limit(limit))
+    return list(s.connection().execute(q, _params(req)).scalars())
 
 
 def reserve(s: Session, host_uuid: str, cpu: int, memory: int) -> bool:
