@@ -81,6 +81,8 @@ class Database:
         self._group_cond = threading.Condition()
         self._group_pending: list[_Grouped] = []
         self._group_leader = False
+        self._group_conn: Any = None  # the leader's connection and thread while it runs a group
+        self._group_thread: int | None = None
 
     @property
     def dialect(self) -> str:
@@ -101,8 +103,15 @@ class Database:
         database as the earlier ones left it and a failure rolls back only its own savepoint. One
         thread (the leader) runs the group while the others wait; the transaction's fixed costs
         (BEGIN, COMMIT, the writer lock) are paid once per group instead of once per call.
+        A grouped() call made by a grouped function runs at once, in a savepoint of its own inside
+        the caller's.
         """
         op = _Grouped(fn)
+        if self._group_thread == threading.get_ident():  # nested: we are the leader, mid-group
+            self._run_one(self._group_conn, op)
+            if op.error is not None:
+                raise op.error
+            return op.result
         with self._group_cond:
             self._group_pending.append(op)
             while not op.done and self._group_leader:
@@ -123,16 +132,24 @@ class Database:
             raise op.error
         return op.result
 
+    @staticmethod
+    def _run_one(conn: Any, g: _Grouped) -> None:
+        try:
+            with Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False) as s, \
+                    s.begin():
+                g.result = g.fn(s)
+        except Exception as exc:  # only this call's savepoint is rolled back
+            g.error = exc
+
     def _run_group(self, group: list[_Grouped]) -> None:
         try:
             with self._write_lock or nullcontext(), self.engine.connect() as conn, conn.begin():
-                for g in group:
-                    try:
-                        with Session(bind=conn, join_transaction_mode="create_savepoint",
-                                     expire_on_commit=False) as s, s.begin():
-                            g.result = g.fn(s)
-                    except Exception as exc:  # only this call's savepoint is rolled back
-                        g.error = exc
+                self._group_conn, self._group_thread = conn, threading.get_ident()
+                try:
+                    for g in group:
+                        self._run_one(conn, g)
+                finally:
+                    self._group_conn, self._group_thread = None, None
         except Exception as exc:  # the commit (or BEGIN) failed: nothing of the group was written
             for g in group:
                 if g.error is None:

@@ -94,3 +94,20 @@ def test_a_failed_commit_fails_every_call_of_the_group(db: Database, monkeypatch
         db.grouped(_zone("never"))
     monkeypatch.undo()
     assert _names(db) == set()
+
+
+def test_a_nested_call_runs_inside_the_callers_group(db: Database) -> None:
+    def failing(s):
+        _zone("inner-failed")(s)
+        s.flush()
+        raise ValueError("x")
+
+    def outer(s):
+        _zone("outer")(s)
+        assert db.grouped(_zone("inner")) == "inner"
+        with pytest.raises(ValueError):
+            db.grouped(failing)  # its own savepoint: the outer call goes on
+        return "outer"
+
+    assert db.grouped(outer) == "outer"
+    assert _names(db) == {"outer", "inner"}
