@@ -116,9 +116,11 @@ class Database:
             self._group_pending.append(op)
             while not op.done and self._group_leader:
                 self._group_cond.wait()
-            if not op.done:
+            if not op.done:  # lead a group: this call, and the earliest others waiting
                 self._group_leader = True
-                group, self._group_pending = self._group_pending[:GROUP_MAX], self._group_pending[GROUP_MAX:]
+                self._group_pending.remove(op)
+                group = [*self._group_pending[:GROUP_MAX - 1], op]
+                del self._group_pending[:GROUP_MAX - 1]
         if not op.done:
             try:
                 self._run_group(group)

@@ -111,3 +111,20 @@ def test_a_nested_call_runs_inside_the_callers_group(db: Database) -> None:
 
     assert db.grouped(outer) == "outer"
     assert _names(db) == {"outer", "inner"}
+
+
+def test_every_call_runs_once_when_more_wait_than_a_group_holds(db: Database, monkeypatch) -> None:
+    monkeypatch.setattr(engine_mod, "GROUP_MAX", 3)  # far more waiting writers than one group takes
+    ran: list[str] = []
+
+    def call(i: int) -> str:
+        def fn(s):
+            ran.append(f"z{i}")
+            return _zone(f"z{i}")(s)
+
+        return db.grouped(fn)
+
+    with ThreadPoolExecutor(32) as pool:
+        assert list(pool.map(call, range(300))) == [f"z{i}" for i in range(300)]
+    assert sorted(ran) == sorted(f"z{i}" for i in range(300))
+    assert _names(db) == {f"z{i}" for i in range(300)}
