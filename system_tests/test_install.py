@@ -168,10 +168,14 @@ def test_zstack_cli_logs_in_and_creates_a_vm_in_the_demo_zone(installed: Install
 
 def test_a_second_run_changes_nothing(installed: Install) -> None:
     pid = (installed.root / "mn" / "mn.pid").read_text()
+    r = installed.ctl("configure", "agent_reply_within=1.0")  # a key the installer does not own
+    assert r.returncode == 0, _explain(r)
     r = installed.piped("-s", *installed.flags())
     assert r.returncode == 0, _explain(r)
     assert "nothing changed" in r.stdout and "already unpacked" in r.stdout, r.stdout
     assert (installed.root / "mn" / "mn.pid").read_text() == pid  # the MN was not restarted
+    props = (installed.root / "mn" / "zstack.properties").read_text().splitlines()
+    assert "agent_reply_within=1.0" in props and f"port={installed.api_port}" in props  # kept, and set
     assert installed.cli("QueryVmInstance", "name=vm1", "count=true")["total"] == 1
 
 
