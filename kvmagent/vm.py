@@ -240,28 +240,26 @@ def reboot(agent: Any, cmd: p.RebootVmCmd) -> p.Reply:
     return p.Reply()
 
 
+def _pause_or_resume(agent: Any, vm: str, verb: str, need: str, becomes: str) -> p.Reply:
+    """Suspend (verb "pause") or resume a domain that must be in state `need`."""
+    def run(conn: Any) -> None:
+        dom = _existing(agent, conn, vm)
+        _need_state(agent, dom, vm, verb, need)
+        dom.suspend() if verb == "pause" else dom.resume()
+
+    with events.monitor(agent).caused(vm, becomes):
+        _call(agent, run, f"{verb[:-1]}ing VM {vm}")
+    return p.Reply()
+
+
 @command(p.PauseVmCmd)
 def pause(agent: Any, cmd: p.PauseVmCmd) -> p.Reply:
-    def run(conn: Any) -> None:
-        dom = _existing(agent, conn, cmd.uuid)
-        _need_state(agent, dom, cmd.uuid, "pause", p.VM_RUNNING)
-        dom.suspend()
-
-    with events.monitor(agent).caused(cmd.uuid, p.VM_PAUSED):
-        _call(agent, run, f"pausing VM {cmd.uuid}")
-    return p.Reply()
+    return _pause_or_resume(agent, cmd.uuid, "pause", p.VM_RUNNING, p.VM_PAUSED)
 
 
 @command(p.ResumeVmCmd)
 def resume(agent: Any, cmd: p.ResumeVmCmd) -> p.Reply:
-    def run(conn: Any) -> None:
-        dom = _existing(agent, conn, cmd.uuid)
-        _need_state(agent, dom, cmd.uuid, "resume", p.VM_PAUSED)
-        dom.resume()
-
-    with events.monitor(agent).caused(cmd.uuid, p.VM_RUNNING):
-        _call(agent, run, f"resuming VM {cmd.uuid}")
-    return p.Reply()
+    return _pause_or_resume(agent, cmd.uuid, "resume", p.VM_PAUSED, p.VM_RUNNING)
 
 
 @command(p.VmSyncCmd)

@@ -280,10 +280,7 @@ def change_eip_state(ctx: ApiContext, msg: Msg) -> dict:
         eip = get_or_404(s, Eip, msg.uuid)
         before, after = eip_host.active_host(s, eip), eip_host.active_host(s, eip, eip_state=new)
         to = eip_host.eip_to(s, eip) if before or after else None
-    if before and not after:
-        eip_host.send_delete(ctx, before, [to])
-    elif after and not before:
-        eip_host.send_apply(ctx, after, [to])
+    eip_host.move(ctx, to, before, after)
     with ctx.db.tx() as s:
         eip = get_or_404(s, Eip, msg.uuid)
         eip.state = new

@@ -72,6 +72,15 @@ def _vm_eips(s: Session, vm_uuid: str) -> list[Eip]:
     return list(s.scalars(_VM_EIPS, {"vm": vm_uuid}))
 
 
+def move(ctx: ApiContext, to: EipTO | None, before: str | None, after: str | None) -> None:
+    """An EIP whose active host changes from `before` to `after` (either may be None) is taken
+    off the old host or applied on the new one."""
+    if before and not after:
+        send_delete(ctx, before, [to])
+    elif after and not before:
+        send_apply(ctx, after, [to])
+
+
 def send_apply(ctx: ApiContext, host_uuid: str, eips: list[EipTO]) -> None:
     if not eips:
         return

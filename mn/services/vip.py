@@ -116,10 +116,7 @@ def change_vip_state(ctx: ApiContext, msg: Msg) -> dict:
         before = eip_host.active_host(s, eip) if eip is not None else None
         after = eip_host.active_host(s, eip, vip_state=new) if eip is not None else None
         to = eip_host.eip_to(s, eip) if eip is not None and (before or after) else None
-    if before and not after:
-        eip_host.send_delete(ctx, before, [to])
-    elif after and not before:
-        eip_host.send_apply(ctx, after, [to])
+    eip_host.move(ctx, to, before, after)
     with ctx.db.tx() as s:
         vip = get_or_404(s, Vip, msg.uuid)
         vip.state = new
