@@ -4,7 +4,8 @@ Invariants:
 - A UsedIp row is the reservation: an IP is used at most once per L3 network (unique constraint
   on l3NetworkUuid+ipInLong). Allocation inserts the row inside a SAVEPOINT; when a concurrent
   transaction won the same address the savepoint is rolled back and another candidate is tried,
-  so two sessions never get the same IP and the caller's transaction survives.
+  so two sessions never get the same IP and the caller's transaction survives. (On SQLite a
+  failed statement undoes only itself: no savepoint needed.)
 - Only IPv4 and only ranges of type Normal are allocated from (AddressPool ranges are not).
 - Allocation never loads the used IPs of an L3 into Python. Strategy (random, like ZStack's
   default RandomIpAllocatorStrategy):
@@ -22,9 +23,10 @@ from __future__ import annotations
 import random
 import secrets
 from collections.abc import Iterable, Sequence
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, and_, bindparam, exists, select
+from sqlalchemy import Row, and_, bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -101,15 +103,33 @@ def describe_ranges(ranges: Sequence[Any]) -> str:
     return ", ".join(f"{r.startIp}-{r.endIp}" for r in ranges) or "none"
 
 
+class Allocated(NamedTuple):
+    """An address allocate_ip reserved: the UsedIp row as inserted."""
+
+    uuid: str
+    ipRangeUuid: str
+    l3NetworkUuid: str
+    ip: str
+    netmask: str | None
+    gateway: str | None
+    ipVersion: int
+    ipInLong: int
+
+
+_INSERT_USED = insert(UsedIp)
+
+
 def _insert(s: Session, l3_uuid: str, r: Row, n: int, nic_uuid: str | None, used_for: str,
-            ) -> UsedIp | None:
-    """Insert the UsedIp in a savepoint; None when another transaction holds the address."""
-    row = UsedIp(uuid=new_uuid(), ipRangeUuid=r.uuid, l3NetworkUuid=l3_uuid, ipVersion=4, ip=int_to_ip(n),
-                 netmask=r.netmask, gateway=r.gateway, usedFor=used_for, ipInLong=n, vmNicUuid=nic_uuid)
+            ) -> Allocated | None:
+    """Insert the UsedIp; None when another transaction holds the address. The insert runs in a
+    savepoint, so a lost race leaves the caller's transaction intact; on SQLite a failed
+    statement undoes only itself, so it needs none."""
+    row = Allocated(new_uuid(), r.uuid, l3_uuid, int_to_ip(n), r.netmask, r.gateway, 4, n)
+    values = {**row._asdict(), "usedFor": used_for, "vmNicUuid": nic_uuid}
+    conn = s.connection()
     try:
-        with s.begin_nested():
-            s.add(row)
-            s.flush()
+        with nullcontext() if conn.dialect.name == "sqlite" else conn.begin_nested():
+            conn.execute(_INSERT_USED, values)
     except IntegrityError as exc:
         if _is_unique_violation(exc):
             return None
@@ -134,7 +154,7 @@ def first_free(s: Session, l3_uuid: str, lo: int, hi: int) -> int | None:
 # ---- allocation -------------------------------------------------------------------------------
 
 def allocate_ip(s: Session, l3_uuid: str, *, ip: str | None = None, nic_uuid: str | None = None,
-                used_for: str = "Vip", exclude_range: str | None = None) -> UsedIp:
+                used_for: str = "Vip", exclude_range: str | None = None) -> Allocated:
     """Reserve an IP of the L3 network in the caller's transaction and return its UsedIp row.
 
     With `ip`, that exact (static) address, which must lie in a Normal range of the L3 and be
@@ -190,7 +210,7 @@ def allocate_ip(s: Session, l3_uuid: str, *, ip: str | None = None, nic_uuid: st
 
 
 def _allocate_static(s: Session, l3_uuid: str, ranges: list[Row], ip: str, nic_uuid: str | None,
-                     used_for: str) -> UsedIp:
+                     used_for: str) -> Allocated:
     n = int(parse_ipv4(ip, "static IP"))
     r = next((r for r in ranges if r.startIpInLong <= n <= r.endIpInLong), None)
     if r is None:

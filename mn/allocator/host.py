@@ -154,13 +154,17 @@ def candidates(s: Session, req: HostRequest, limit: int = CANDIDATE_LIMIT) -> li
     return list(s.connection().execute(q, _params(req)).scalars())
 
 
+# Built once: every VM start reserves (a compare-and-swap on the host's free capacity).
+_RESERVE = (update(Host).where(Host.uuid == bindparam("h"), Host.availableCpuCapacity >= bindparam("cpu"),
+                               Host.availableMemoryCapacity >= bindparam("mem"))
+            .values(availableCpuCapacity=Host.availableCpuCapacity - bindparam("cpu"),
+                    availableMemoryCapacity=Host.availableMemoryCapacity - bindparam("mem")))
+
+
 def reserve(s: Session, host_uuid: str, cpu: int, memory: int) -> bool:
-    """Take cpu and memory (already over-provisioning adjusted) from a host, or return False."""
-    res = s.execute(update(Host).where(Host.uuid == host_uuid, Host.availableCpuCapacity >= cpu,
-                                       Host.availableMemoryCapacity >= memory)
-                    .values(availableCpuCapacity=Host.availableCpuCapacity - cpu,
-                            availableMemoryCapacity=Host.availableMemoryCapacity - memory))
-    return res.rowcount == 1
+    """Take cpu and memory (already over-provisioning adjusted) from a host, or return False.
+    Core on the session's connection: no ORM copy of the host is refreshed."""
+    return s.connection().execute(_RESERVE, {"h": host_uuid, "cpu": cpu, "mem": memory}).rowcount == 1
 
 
 def _capped(total, available, amount):  # noqa: ANN001, ANN202
@@ -174,14 +178,16 @@ def release(s: Session, host_uuid: str, cpu: int, memory: int) -> None:
         availableMemoryCapacity=_capped(Host.totalMemoryCapacity, Host.availableMemoryCapacity, memory)))
 
 
-def allocate(s: Session, req: HostRequest) -> str:
-    """Choose a host and reserve the request's capacity on it; raise NO_AVAILABLE_HOST with reasons."""
+def allocate(s: Session, req: HostRequest, prefetched: list[str] | None = None) -> str:
+    """Choose a host and reserve the request's capacity on it; raise NO_AVAILABLE_HOST with reasons.
+    `prefetched`: candidates(req) read before the caller's write transaction began (so the write
+    holds its lock for the reservation only); they are tried first, then fresh candidates."""
     if req.strategy not in STRATEGIES:
         raise ApiError(NO_AVAILABLE_HOST, f"unknown host allocator strategy {req.strategy}; "
                                           f"valid: {list(STRATEGIES)}")
-    for _ in range(3):
-        found = candidates(s, req)
-        if not found:
+    for attempt in range(3):
+        found = candidates(s, req) if attempt or prefetched is None else prefetched
+        if not found and attempt:
             break
         for h in found:
             if reserve(s, h, req.cpu, req.reserved_memory):

@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from fractions import Fraction
+from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from mn.errors import NO_AVAILABLE_PRIMARY_STORAGE, ApiError, invalid
@@ -37,14 +38,20 @@ def needed(size: int, ratio: float = 1.0) -> int:
     return math.ceil(Fraction(size) / Fraction(ratio))
 
 
-def _cas(s: Session, ps_uuid: str, amount: int, usable_only: bool) -> bool:
-    conds = [PrimaryStorage.uuid == ps_uuid, PrimaryStorage.availableCapacity >= amount]
+def _cas_statement(usable_only: bool) -> Any:
+    conds = [PrimaryStorage.uuid == bindparam("ps"), PrimaryStorage.availableCapacity >= bindparam("amount")]
     if usable_only:
         conds += [PrimaryStorage.state == USABLE_STATE, PrimaryStorage.status == USABLE_STATUS]
-    res = s.execute(update(PrimaryStorage).where(*conds)
-                    .values(availableCapacity=PrimaryStorage.availableCapacity - amount)
-                    .execution_options(synchronize_session=False))
-    return res.rowcount == 1
+    return update(PrimaryStorage).where(*conds).values(
+        availableCapacity=PrimaryStorage.availableCapacity - bindparam("amount"))
+
+
+_CAS = {True: _cas_statement(True), False: _cas_statement(False)}  # built once: every volume reserves
+
+
+def _cas(s: Session, ps_uuid: str, amount: int, usable_only: bool) -> bool:
+    """The compare-and-swap, in Core on the session's connection (no ORM copy is refreshed)."""
+    return s.connection().execute(_CAS[usable_only], {"ps": ps_uuid, "amount": amount}).rowcount == 1
 
 
 def reserve(s: Session, ps_uuid: str, size: int, ratio: float = 1.0) -> bool:

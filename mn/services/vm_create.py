@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from kvmagent.protocol import (
@@ -211,26 +211,40 @@ def _host_request(ctx: ApiContext, p: dict[str, Any], **over: Any) -> host_alloc
     return req
 
 
+# Built once: allocate writes these rows for every VM (Core on the connection, no ORM bookkeeping).
+_INSERT_VM = insert(VmInstance)
+_INSERT_VOLUME = insert(Volume)
+_INSERT_NIC = insert(VmNic)
+_NIC_IP = (update(VmNic).where(VmNic.uuid == bindparam("nic"))
+           .values(usedIpUuid=bindparam("used"), ip=bindparam("nip"), netmask=bindparam("mask"),
+                   gateway=bindparam("gw"), ipVersion=bindparam("ver")))
+
+
 def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
+    """One grouped write: the reservations and the VM's rows. The reads that need no lock (host
+    candidates before, the start command's network details after) stay outside it, so the
+    database's writer lock (SQLite: one writer for every MN process) is held for the writes."""
     p = d["plan"]
     ps_ratio = ctx.gconf.get(PS_OVER_PROVISIONING)
+    start = p["strategy"] == "InstantStart"
+    instantiate = p["strategy"] != "JustCreate"
+    req = _host_request(ctx, p) if start else _host_request(ctx, p, cpu=0, memory=0)
+    with ctx.db.ro() as s:
+        found = host_alloc.candidates(s, req) if start else host_alloc.candidates(s, req, limit=1)
+    rows: dict[str, Any] = {}
 
     def run(s: Session) -> None:  # the journal entry announcing this step commits with its effects
-        start = p["strategy"] == "InstantStart"
+        conn = s.connection()
         host_uuid = None
         if start:
-            host_uuid = host_alloc.allocate(s, _host_request(ctx, p))
+            host_uuid = host_alloc.allocate(s, req, prefetched=found)
             d["reserved"] = {"host": host_uuid, "cpu": p["cpu"], "memory": p["reserved_memory"]}
             target = s.get(Host, host_uuid)
         else:
             # Not started: pick where the volumes go without taking CPU or memory.
-            found = host_alloc.candidates(s, _host_request(ctx, p, cpu=0, memory=0), limit=1)
-            if not found:
-                host_alloc.allocate(s, _host_request(ctx, p, cpu=0, memory=0))  # raises with reasons
-            target = s.get(Host, found[0])
+            target = s.get(Host, found[0] if found else host_alloc.allocate(s, req))
         cluster_uuid, zone_uuid = target.clusterUuid, target.zoneUuid
         total = p["root_size"] + sum(x["size"] for x in p["data_disks"])
-        instantiate = p["strategy"] != "JustCreate"
         ps_uuid = None
         if instantiate:
             ps_uuid = ps_alloc.allocate(s, size=total, ratio=ps_ratio, cluster_uuid=cluster_uuid,
@@ -242,52 +256,58 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
             d["paths"] = {vu: {"url": url, "ps": ps_uuid, "host": host_uuid,
                                "path": volume_install_path(ps_dir, vu, vu == d["rootVolumeUuid"])}
                           for vu in [d["rootVolumeUuid"], *d["dataVolumeUuids"]]}
+        if start:
+            rows["agent"] = host_url(s, host_uuid)
         d["zone"] = zone_uuid
-        vm = VmInstance(
+        vm = rows["vm"] = dict(
             uuid=p["vm_uuid"], name=p["name"], description=p["description"], zoneUuid=zone_uuid,
             clusterUuid=cluster_uuid if instantiate else None, imageUuid=p["image"]["uuid"],
             hostUuid=host_uuid, lastHostUuid=host_uuid, instanceOfferingUuid=p["offering_uuid"],
             rootVolumeUuid=d["rootVolumeUuid"], platform=p["platform"], architecture=p["architecture"],
             defaultL3NetworkUuid=p["default_l3"], type="UserVm", hypervisorType=target.hypervisorType,
-            memorySize=p["memory"], cpuNum=p["cpu"], allocatorStrategy=p["allocator_strategy"],
+            memorySize=p["memory"], cpuNum=p["cpu"], cpuSpeed=0, allocatorStrategy=p["allocator_strategy"],
             state=STARTING if start else CREATED, guestOsType=p["guest_os"],
             internalId=int(p["vm_uuid"][:7], 16))
-        s.add(vm)
-        s.flush()
+        conn.execute(_INSERT_VM, vm)
         status = "Creating" if instantiate else "NotInstantiated"
-        root = Volume(uuid=d["rootVolumeUuid"], name=f"ROOT-for-{p['name']}", type="Root",
-                     primaryStorageUuid=ps_uuid, vmInstanceUuid=vm.uuid, rootImageUuid=p["image"]["uuid"],
-                     diskOfferingUuid=p["root_disk_offering"], format=p["image"]["format"] or "qcow2",
-                     size=p["root_size"], deviceId=0, status=status,
-                     hostUuid=host_uuid)
-        data = [Volume(uuid=vu, name=f"DATA-for-{p['name']}", type="Data", primaryStorageUuid=ps_uuid,
-                       vmInstanceUuid=vm.uuid, diskOfferingUuid=disk["diskOfferingUuid"], format="qcow2",
-                       size=disk["size"], deviceId=i + 1, status=status, hostUuid=host_uuid,
-                       lastAttachDate=utcnow())
-                for i, (vu, disk) in enumerate(zip(d["dataVolumeUuids"], p["data_disks"], strict=True))]
-        s.add_all([root, *data])
-        nics = []
+        vols = rows["volumes"] = [dict(
+            uuid=d["rootVolumeUuid"], name=f"ROOT-for-{p['name']}", type="Root", primaryStorageUuid=ps_uuid,
+            vmInstanceUuid=vm["uuid"], rootImageUuid=p["image"]["uuid"], diskOfferingUuid=p["root_disk_offering"],
+            format=p["image"]["format"] or "qcow2", size=p["root_size"], deviceId=0, status=status,
+            hostUuid=host_uuid, lastAttachDate=None)]
+        vols += [dict(uuid=vu, name=f"DATA-for-{p['name']}", type="Data", primaryStorageUuid=ps_uuid,
+                      vmInstanceUuid=vm["uuid"], rootImageUuid=None, diskOfferingUuid=disk["diskOfferingUuid"],
+                      format="qcow2", size=disk["size"], deviceId=i + 1, status=status, hostUuid=host_uuid,
+                      lastAttachDate=utcnow())
+                 for i, (vu, disk) in enumerate(zip(d["dataVolumeUuids"], p["data_disks"], strict=True))]
+        conn.execute(_INSERT_VOLUME, vols)  # executemany: every row has the same keys
+        nics = rows["nics"] = []
         for i, (nu, l3) in enumerate(zip(d["nicUuids"], p["l3s"], strict=True)):
-            nic = VmNic(uuid=nu, vmInstanceUuid=vm.uuid, l3NetworkUuid=l3, mac=ipam.new_mac(),
-                        hypervisorType=target.hypervisorType, deviceId=i,
-                        internalName=f"vnic{vm.internalId}.{i}")
-            s.add(nic)
-            nics.append(nic)
-            s.flush()
+            nic = dict(uuid=nu, vmInstanceUuid=vm["uuid"], l3NetworkUuid=l3, mac=ipam.new_mac(), driverType="virtio",
+                       hypervisorType=target.hypervisorType, deviceId=i, internalName=f"vnic{vm['internalId']}.{i}")
+            conn.execute(_INSERT_NIC, nic)
             used = ipam.allocate_ip(s, l3, ip=p["static_ips"].get(l3), nic_uuid=nu, used_for="Vip")
-            nic.usedIpUuid, nic.ip, nic.netmask, nic.gateway = used.uuid, used.ip, used.netmask, used.gateway
-            nic.ipVersion = used.ipVersion
-        add_tags(s, vm.uuid, "VmInstanceVO", {"systemTags": p["system_tags"], "userTags": p["user_tags"]})
-        if start:  # the start command, built while every row it needs is at hand
-            s.flush()
-            sizes = dict(zip(d["dataVolumeUuids"], (x["size"] for x in p["data_disks"]), strict=True))
-            planned = {vu: {"path": w["path"], "size": sizes.get(vu, p["root_size"])}
-                       for vu, w in d["paths"].items()}
-            devices = {"root": root, "data": data, "nics": nics}  # as just written: no need to read them back
-            d["start"] = {"url": host_url(s, host_uuid), "cmd": to_wire(start_command(s, vm, planned, devices))}
+            conn.execute(_NIC_IP, {"nic": nu, "used": used.uuid, "nip": used.ip, "mask": used.netmask,
+                                   "gw": used.gateway, "ver": used.ipVersion})
+            nics.append({**nic, "usedIpUuid": used.uuid, "ip": used.ip, "netmask": used.netmask,
+                         "gateway": used.gateway, "ipVersion": used.ipVersion})
+        add_tags(s, vm["uuid"], "VmInstanceVO", {"systemTags": p["system_tags"], "userTags": p["user_tags"]})
 
     ctx.flow_grouped(run)
     d["allocated"] = True
+    if start:  # the start command, from the rows just written (not read back)
+        try:
+            sizes = dict(zip(d["dataVolumeUuids"], (x["size"] for x in p["data_disks"]), strict=True))
+            planned = {vu: {"path": w["path"], "size": sizes.get(vu, p["root_size"])}
+                       for vu, w in d["paths"].items()}
+            vols = [Volume(**v) for v in rows["volumes"]]
+            devices = {"root": vols[0], "data": vols[1:], "nics": [VmNic(**n) for n in rows["nics"]]}
+            with ctx.db.ro() as s:
+                cmd = start_command(s, VmInstance(**rows["vm"]), planned, devices)
+            d["start"] = {"url": rows["agent"], "cmd": to_wire(cmd)}
+        except BaseException:  # the write committed: undo it here, the flow rolls back only finished steps
+            _allocate_rollback(ctx, d)
+            raise
 
 
 def _allocate_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
