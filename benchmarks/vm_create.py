@@ -75,21 +75,50 @@ def build_zone(api: ZStackClient, hosts: int) -> dict[str, str]:
     return {"zone": zone, "image": image, "l3": l3, "offering": offering}
 
 
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants (an MN of several processes is a supervisor and workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
 def cpu_seconds(pid: int | None = None) -> float:
-    """CPU time (user + system) of a process so far; this process when pid is None."""
+    """CPU time (user + system) so far of a process and its descendants; this process when pid
+    is None. (A descendant that exited meanwhile is not counted.)"""
     if pid is None:
         t = os.times()
         return t.user + t.system
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
-    """Resident memory of a process, MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of a process and its descendants, MiB."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
 
 
 def run_size(url: str, session: str, env: dict[str, str], n: int, clients: int) -> dict:
@@ -146,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hosts", type=int, default=100)
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--db-url")
-    ap.add_argument("--workers", type=int, default=32, help="MN job workers")
+    ap.add_argument("--workers", type=int, default=32, help="MN job workers (per MN process)")
+    ap.add_argument("--mn-processes", type=int, default=1,
+                    help="MN processes sharing the API port (MNConfig.processes; 0: one per CPU)")
     ap.add_argument("--profile-mn", metavar="FILE",
                     help="run the MN under py-spy (GIL holder only: where its CPU goes), collapsed stacks to FILE")
     args = ap.parse_args(argv)
@@ -159,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
               if args.profile_mn else [])
     mn = subprocess.Popen([*prefix, sys.executable, "-m", "mn.server", "--home", str(home), "--port", str(mn_port),
                            "--simulator-url", sim_url, "--log-level", "WARNING", "--workers", str(args.workers),
+                           "--processes", str(args.mn_processes),
                            *(["--db-url", args.db_url] if args.db_url else [])],
                           stdout=open(home / "mn.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     try:
@@ -170,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         env = build_zone(api, args.hosts)
         print(f"zone with {args.hosts} simulated hosts ready in {time.perf_counter() - t0:.1f} s "
-              f"(db: {args.db_url or 'sqlite'}, {args.clients} clients)")
+              f"(db: {args.db_url or 'sqlite'}, {args.clients} clients, {args.mn_processes} MN process(es))")
         print(f"{'N':>6} {'wall s':>8} {'VMs/s':>8} {'p50 s':>7} {'p99 s':>7} {'errors':>6}"
               f"   CPU ms/VM: {'MN':>6} {'sim':>6} {'client':>6}   MN RSS MiB")
         total = 0

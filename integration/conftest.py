@@ -84,3 +84,74 @@ def api(mn) -> ZStackClient:
     c = ZStackClient(mn.url)
     c.login()
     return c
+
+
+# ---- an MN in its own process (or processes: MNConfig.processes), for kill and restart tests ----
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_mn(home: Path, db_url: str, port: int, sim_url: str, workers: int = 32, processes: int = 1):
+    """`python -m mn.server` in a new session (process group): os.killpg(p.pid, SIGKILL) kills
+    the MN with every worker process it has, as a crash of its machine would."""
+    import subprocess
+    import sys
+    import time
+
+    log = open(home / f"mn-{time.time():.0f}.log", "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen(
+        [sys.executable, "-m", "mn.server", "--home", str(home), "--db-url", db_url, "--port", str(port),
+         "--host", "127.0.0.1", "--simulator-url", sim_url, "--log-level", "WARNING",
+         "--workers", str(workers), "--processes", str(processes)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_ready(url: str, proc, timeout: float = 60) -> None:
+    import time
+
+    import urllib3
+
+    http = urllib3.PoolManager(retries=False)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the MN exited with {proc.returncode}")
+        try:
+            if http.request("GET", f"{url}/health", timeout=2).status == 200:
+                return
+        except urllib3.exceptions.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("the MN did not become ready")
+
+
+@pytest.fixture
+def mn_proc(sim, tmp_path):
+    """(spawn, procs, db_url): spawn(workers=32, processes=1) -> the MN's URL once it answers;
+    every MN spawned is killed (with its process group) at the end."""
+    import contextlib
+    import os
+    import signal
+
+    db_url, cleanup = make_db_url(tmp_path)
+    port = free_port()
+    procs: list = []
+
+    def spawn(workers: int = 32, processes: int = 1) -> str:
+        p = spawn_mn(tmp_path, db_url, port, sim.url, workers, processes)
+        procs.append(p)
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, p)
+        return url
+
+    yield spawn, procs, db_url
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):  # the MN and any worker it left
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    cleanup()

@@ -96,3 +96,29 @@ def snapshot(api: ZStackClient, env: Env) -> dict[str, Any]:
                                                                       f"primaryStorageUuid={env.ps}")),
         "nics": sorted(n["uuid"] for n in api.query("QueryVmNic", f"l3NetworkUuid={env.l3}")),
     }
+
+
+TRANSITIONAL = {"Starting", "Stopping", "Rebooting", "Pausing", "Resuming", "Migrating", "Destroying",
+                "Expunging"}
+HOLDING = {"Starting", "Running", "Stopping", "Rebooting", "Pausing", "Paused", "Resuming", "Migrating",
+           "Unknown", "Destroying"}
+
+
+def assert_consistent(api: ZStackClient, admin: Any, env: Env) -> None:
+    """Nothing of `env` left mid-flow: no VM in a transitional state, no volume Creating, each
+    host's free CPU is its total minus what its VMs hold, each simulated host runs exactly the
+    VMs the database says run there, and IPs are held only by NICs that exist."""
+    vms = api.query("QueryVmInstance", f"zoneUuid={env.zone}")
+    assert not [v for v in vms if v["state"] in TRANSITIONAL]
+    assert not [v for v in api.query("QueryVolume") if v["status"] == "Creating"]
+    for h in api.query("QueryHost", f"clusterUuid={env.cluster}"):
+        held = sum(v["cpuNum"] for v in vms if v["hostUuid"] == h["uuid"] and v["state"] in HOLDING)
+        assert h["availableCpuCapacity"] == h["totalCpuCapacity"] - held, h
+        # The simulated host runs exactly the VMs the database says run there.
+        sim_running = {u for u, v in admin.host(h["uuid"])["vms"].items() if v["state"] == "Running"}
+        db_running = {v["uuid"] for v in vms if v["hostUuid"] == h["uuid"] and v["state"] == "Running"}
+        assert sim_running == db_running
+    # IPs are held only by NICs that exist.
+    nics = {n["uuid"] for n in api.query("QueryVmNic", f"l3NetworkUuid={env.l3}")}
+    for ip in api.query("QueryIpAddress", f"l3NetworkUuid={env.l3}"):
+        assert ip["vmNicUuid"] in nics

@@ -28,6 +28,7 @@ from mn.globalconfig import GlobalConfigStore
 from mn.jobs import JobRunner
 from mn.models import ManagementNode
 from mn.services import identity, load_all
+from mn.workers import Worker, all_worker_uuids, worker_uuid
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,14 @@ def _register_mn(svc: Services) -> None:
 
 
 def _callback_url(config: MNConfig) -> str | None:
-    """Where agents send async replies; None until the API server's port is known."""
-    return config.public_url + agent_events.CALLBACK_PATH if config.port else None
+    """Where agents send async replies to this process; None until the API server's port is known."""
+    return config.callback_url_base + agent_events.CALLBACK_PATH if config.port else None
 
 
-def build_services(config: MNConfig) -> Services:
+def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
     Path(config.home).mkdir(parents=True, exist_ok=True)
-    upgrade(config.db_url)
+    if worker.index == 0:  # the other workers start once worker 0 has migrated the database
+        upgrade(config.db_url)
     db = Database(config.db_url)
     gconf = GlobalConfigStore(db)
     gconf.init()
@@ -68,22 +70,28 @@ def build_services(config: MNConfig) -> Services:
                                                                callback_url=lambda: _callback_url(config),
                                                                reply_within=config.agent_reply_within),
                    gconf=gconf,
-                   mn_uuid=_mn_uuid(config))
+                   mn_uuid=worker_uuid(_mn_uuid(config), worker.index))
     svc.extras["sessions"] = identity.SessionCache()
+    svc.extras["worker"] = worker
+    # This machine's other MN processes: a result request for one of their jobs re-reads it often.
+    svc.extras["siblings"] = frozenset(worker_uuid(_mn_uuid(config), i) for i in range(worker.count))
     _register_mn(svc)
     identity.ensure_admin(svc)
     return svc
 
 
-def create_app(config: MNConfig | None = None) -> Flask:
+def create_app(config: MNConfig | None = None, worker: Worker = Worker()) -> Flask:
     config = config or MNConfig.load()
     load_all()
-    svc = build_services(config)
+    svc = build_services(config, worker)
     runner = JobRunner(svc.db, svc.mn_uuid, workers=config.workers)
     svc.extras["jobs"] = runner
     from mn import recovery
 
-    recovery.recover(svc)
+    if worker.index == 0 and not worker.restarted:  # the whole MN starts: nothing of it runs yet
+        recovery.recover(svc, owners=all_worker_uuids(_mn_uuid(config)), reconcile=True)
+    else:  # the other workers run: recover only this one's jobs, reconcile nothing under them
+        recovery.recover(svc, owners=[svc.mn_uuid], reconcile=False)
     dispatcher = Dispatcher(svc, runner)
     app = Flask("zstack-mn")
     app.json.sort_keys = False
@@ -107,6 +115,7 @@ def create_app(config: MNConfig | None = None) -> Flask:
             s.execute(select(1))
         bg = app.extensions.get("zstack.background")  # set by mn.server once its tasks run
         return jsonify({"status": "ok", "version": __version__, "managementNodeUuid": svc.mn_uuid,
+                        "process": worker.index, "processes": worker.count,
                         "backgroundRounds": dict(bg.rounds) if bg is not None else {}})
 
     return app
@@ -124,7 +133,15 @@ def _heartbeat(svc: Services) -> None:
         s.execute(update(ManagementNode).where(ManagementNode.uuid == svc.mn_uuid).values(heartBeat=utcnow()))
 
 
-periodic("mn-heartbeat", _heartbeat_interval)(_heartbeat)
+periodic("mn-heartbeat", _heartbeat_interval, per_process=True)(_heartbeat)
+
+
+def _reload_global_config(svc: Services) -> None:
+    """Take UpdateGlobalConfig calls served by other MNs (or this MN's other processes)."""
+    svc.gconf.reload()
+
+
+periodic("global-config-reload", lambda svc: 5.0, per_process=True)(_reload_global_config)
 
 
 def _purge_jobs(svc: Services) -> None:

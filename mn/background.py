@@ -24,25 +24,28 @@ class Task:
     fn: Callable[[Services], None]
     interval: Interval
     first: float | None = None  # seconds before the first run; None: one interval
+    per_process: bool = False  # runs in every process of an MN (mn/workers.py), not only the first
 
 
 TASKS: dict[str, Task] = {}
 
 
-def periodic(name: str, interval: Interval, first: float | None = None,
+def periodic(name: str, interval: Interval, first: float | None = None, per_process: bool = False,
              ) -> Callable[[Callable[[Services], None]], Callable[[Services], None]]:
     """Declare a background task; `interval(svc)` gives the seconds until its next run, `first`
-    the seconds until its first run (default: one interval)."""
+    the seconds until its first run (default: one interval). An MN of several processes runs a
+    task in its first process only, unless `per_process`."""
     def deco(fn: Callable[[Services], None]) -> Callable[[Services], None]:
-        TASKS[name] = Task(name, fn, interval, first)
+        TASKS[name] = Task(name, fn, interval, first, per_process)
         return fn
 
     return deco
 
 
 class Background:
-    def __init__(self, svc: Services):
+    def __init__(self, svc: Services, primary: bool = True):
         self.svc = svc
+        self.primary = primary
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
         self.rounds: dict[str, int] = {}  # completed runs per task (ok or failed), shown by /health
@@ -59,6 +62,8 @@ class Background:
 
     def start(self) -> None:
         for task in TASKS.values():
+            if not (self.primary or task.per_process):
+                continue
             t = threading.Thread(target=self._loop, args=(task,), name=f"bg-{task.name}", daemon=True)
             t.start()
             self.threads.append(t)

@@ -33,6 +33,8 @@ class MNConfig:
     log_level: str = "INFO"
     management_ip: str = ""    # the address agents reach this MN at (default: `host`, or this
                                # machine's address when `host` is a wildcard)
+    processes: int = 1         # MN processes sharing `port` (SO_REUSEPORT), 0: one per CPU (mn/workers.py)
+    callback_port: int = 0     # set at start: where this process takes agents' async replies (0: `port`)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
@@ -41,7 +43,15 @@ class MNConfig:
 
     @property
     def public_url(self) -> str:
-        """The MN's base URL as agents reach it (events and async replies are POSTed there)."""
+        """The MN's base URL as agents reach it (events are POSTed there)."""
+        return self.url_on(self.port)
+
+    @property
+    def callback_url_base(self) -> str:
+        """Where agents reach this MN process with async replies (its own port among several)."""
+        return self.url_on(self.callback_port or self.port)
+
+    def url_on(self, port: int) -> str:
         ip = self.management_ip or self.host
         if ip in ("", "0.0.0.0", "::"):
             import socket
@@ -50,7 +60,7 @@ class MNConfig:
                 ip = socket.gethostbyname(socket.gethostname())
             except OSError:
                 ip = "127.0.0.1"
-        return f"http://{ip}:{self.port}"
+        return f"http://{ip}:{port}"
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: object) -> MNConfig:

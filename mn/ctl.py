@@ -533,6 +533,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if health:
         rows.append(("version", get_version(url) or str(health.get("version"))))
         rows.append(("mn uuid", str(health.get("managementNodeUuid"))))
+        if health.get("processes", 1) > 1:
+            rows.append(("processes", f"{health['processes']} sharing the port (this answer: process "
+                                      f"{health.get('process')})"))
     rows += [("database", mask_url(config.db_url)),
              ("simulator", ("embedded" if config.embedded_simulator else "off")
               + (f", {config.simulator_url}" if config.simulator_url else "")),

@@ -32,11 +32,13 @@ def reconciler(name: str) -> Callable[[Callable[[Services], None]], Callable[[Se
     return deco
 
 
-def recover(svc: Services) -> None:
+def recover(svc: Services, owners: list[str] | None = None, reconcile: bool = True) -> None:
+    """Roll back and fail the Processing jobs of `owners` (default: this MN), then, with
+    `reconcile`, run every reconcile hook (only while no other process of this MN runs work)."""
     runner = svc.extras["jobs"]
     with svc.db.ro() as s:
         jobs = s.scalars(select(ApiJob).where(ApiJob.state == "Processing",
-                                              ApiJob.managementNodeUuid == svc.mn_uuid)).all()
+                                              ApiJob.managementNodeUuid.in_(owners or [svc.mn_uuid]))).all()
     for job in jobs:
         if job.flowState:
             st = json.loads(job.flowState)
@@ -49,6 +51,8 @@ def recover(svc: Services) -> None:
         err = ApiError(OPERATION_ERROR, f"the management node restarted while {job.apiName} was running; "
                                         "everything it had done was rolled back")
         runner.finish(job.uuid, "Failed", {"success": False, "error": err.to_dict()})
+    if not reconcile:
+        return
     for name, fn in RECONCILERS.items():
         try:
             fn(svc)

@@ -16,6 +16,7 @@ from waitress.server import create_server
 from mn.app import create_app
 from mn.background import Background
 from mn.config import MNConfig
+from mn.workers import Supervisor, Worker, listen_sockets, process_count, stop_with_supervisor
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,11 @@ class RunningMN:
             self.simulator.stop()  # type: ignore[attr-defined]
 
 
-def start(config: MNConfig, in_thread: bool = True) -> RunningMN:
-    """Start an MN; with config.embedded_simulator, a simulator is started in-process first."""
+def start(config: MNConfig, in_thread: bool = True, worker: Worker = Worker()) -> RunningMN:
+    """Start an MN (or one worker process of one, see mn/workers.py); with
+    config.embedded_simulator, a simulator is started in-process first (by worker 0)."""
     simulator = None
-    if config.embedded_simulator:
+    if config.embedded_simulator and worker.index == 0:
         from simulator.server import start_in_thread
 
         # Simulated hosts and storages outlive MN restarts, as real ones would.
@@ -61,13 +63,22 @@ def start(config: MNConfig, in_thread: bool = True) -> RunningMN:
                                     state_file=Path(config.home) / "simulator-state.json")
         config.simulator_url = simulator.url
         log.info("embedded simulator listening on %s", simulator.url)
-    app = create_app(config)
-    server = create_server(app, host=config.host, port=config.port, threads=config.http_threads,
-                           connection_limit=1000, channel_timeout=300, ident="zstack", asyncore_use_poll=True)
-    port = server.effective_port  # type: ignore[attr-defined]
-    url = f"http://{config.host}:{port}"
-    config.port = port
-    bg = Background(app.extensions["zstack.services"])
+    elif config.embedded_simulator and not config.simulator_url:
+        config.simulator_url = f"http://{config.host}:{config.simulator_port}"
+    options = dict(threads=config.http_threads, connection_limit=1000, channel_timeout=300, ident="zstack",
+                   asyncore_use_poll=True)
+    sockets = None
+    if worker.count > 1:  # the shared API port and this process's own (async replies)
+        sockets = listen_sockets(config.host, config.port)
+        config.port, config.callback_port = sockets[0].getsockname()[1], sockets[1].getsockname()[1]
+    app = create_app(config, worker)
+    if sockets is not None:
+        server = create_server(app, sockets=list(sockets), **options)
+    else:
+        server = create_server(app, host=config.host, port=config.port, **options)
+        config.port = server.effective_port  # type: ignore[attr-defined]
+    url = f"http://{config.host}:{config.port}"
+    bg = Background(app.extensions["zstack.services"], primary=worker.index == 0)
     app.extensions["zstack.background"] = bg
     bg.start()
     running = RunningMN(app, url, server, bg, simulator=simulator)
@@ -78,11 +89,19 @@ def start(config: MNConfig, in_thread: bool = True) -> RunningMN:
     return running
 
 
-def serve_forever(config: MNConfig) -> None:
-    """Run an MN in the foreground until SIGTERM or SIGINT, then stop cleanly."""
+def serve_forever(config: MNConfig, worker: Worker | None = None) -> None:
+    """Run an MN in the foreground until SIGTERM or SIGINT, then stop cleanly. With
+    config.processes > 1 this process supervises that many workers (`worker` given: be one)."""
     import signal
 
-    running = start(config, in_thread=False)
+    if worker is None:
+        if process_count(config) > 1:
+            code = Supervisor(config).run()
+            if code:
+                raise RuntimeError(f"the management node's workers failed (exit code {code})")
+            return
+        worker = Worker()
+    running = start(config, in_thread=False, worker=worker)
     stop = threading.Event()
 
     def _close() -> None:
@@ -91,7 +110,7 @@ def serve_forever(config: MNConfig) -> None:
         from waitress import wasyncore
 
         running.server.close()  # type: ignore[attr-defined]
-        channels = getattr(running.server, "_map", None)
+        channels = getattr(running.server, "_map", None) or getattr(running.server, "map", None)
         if channels is not None:
             wasyncore.close_all(channels, ignore_all=True)
 
@@ -120,11 +139,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", help="a properties file (key=value lines)")
     for f in fields(MNConfig):
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name)
+    # Set by the supervisor of several processes (mn/workers.py), not by users.
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-restarted", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
     args = vars(parser.parse_args(argv))
     path = args.pop("config")
+    index, count, restarted = args.pop("worker_index"), args.pop("worker_count"), args.pop("worker_restarted")
+    supervisor = args.pop("worker_of")
+    if supervisor is not None:
+        stop_with_supervisor(supervisor)
     config = MNConfig.load(path, **{k: v for k, v in args.items() if v is not None})
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve_forever(config)
+    worker = Worker(index, count or 1, restarted) if index is not None else None
+    tag = f" [worker {index}]" if worker is not None else ""
+    logging.basicConfig(level=config.log_level, format=f"%(asctime)s %(levelname)s{tag} %(name)s: %(message)s")
+    serve_forever(config, worker)
 
 
 if __name__ == "__main__":

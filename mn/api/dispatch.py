@@ -25,6 +25,7 @@ from mn.models import ApiJob
 from mn.query import TARGETS, run_query
 
 MAX_RESULT_WAIT = 30.0
+SIBLING_RECHECK = 0.05  # seconds between reads of a job run by another process of this MN
 """The longest a result request is held (`wait` seconds); clients' read timeouts must exceed it."""
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,14 @@ class Dispatcher:
     def result(self, job_uuid: str, wait: float = 0.0) -> CallResult | None:
         """The job's result; with `wait` > 0, held up to that many seconds while it is still
         Processing (long polling): a job this MN runs wakes the request the moment it ends; a job
-        of another MN is re-read every second."""
+        of another process of this MN is re-read every SIBLING_RECHECK seconds, of another MN
+        every second."""
         res, owner = self._result(job_uuid)
         if res is None or res.done or wait <= 0:
             return res
         deadline = time.monotonic() + min(wait, MAX_RESULT_WAIT)
-        recheck = None if owner == self.svc.mn_uuid else 1.0
+        recheck = (None if owner == self.svc.mn_uuid
+                   else SIBLING_RECHECK if owner in self.svc.extras.get("siblings", ()) else 1.0)
         event = self.runner.watch(job_uuid)
         try:
             while True:

@@ -8,6 +8,8 @@ The Database handle is created by the app factory and passed on explicitly (no g
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -55,11 +57,59 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
     return create_engine(url, pool_size=16, max_overflow=48, pool_pre_ping=True)
 
 
+class WriterLock:
+    """SQLite's one-writer rule as a lock: a re-entrant thread lock and, for a database file, an
+    exclusive flock on `<file>-writer.lock`, so the writers of every MN process on this file queue
+    in the kernel instead of polling the database lock (sqlite's busy handler sleeps up to 100 ms
+    per retry). The flock is taken by the outermost acquire of this process and dropped with it."""
+
+    def __init__(self, path: str | None):
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._path = path + "-writer.lock" if path else None
+        self._fd: int | None = None
+
+    def __enter__(self) -> WriterLock:
+        self._lock.acquire()
+        if self._depth == 0 and self._path is not None:
+            try:
+                if self._fd is None:  # opened at first use (again after close())
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._lock.release()
+                raise
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+    def close(self) -> None:
+        """Close the lock file (not while held); the next acquire opens it again."""
+        with self._lock:
+            if self._fd is not None and self._depth == 0:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for an in-memory database."""
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    return None if not name or name == ":memory:" or name.startswith("file::memory:") else name
+
+
 class _Grouped:
-    __slots__ = ("fn", "done", "result", "error")
+    __slots__ = ("fn", "done", "result", "error", "wake")
 
     def __init__(self, fn: Callable[[Session], Any]) -> None:
         self.fn = fn
+        self.wake = threading.Event()
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -75,11 +125,10 @@ class Database:
         self.read_engine = make_engine(url, immediate=False) if url.startswith("sqlite") else self.engine
         self._write = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._read = sessionmaker(bind=self.read_engine, expire_on_commit=False)
-        # SQLite has one writer at a time. Writers of this process queue on a lock instead of
-        # polling the database lock (the sqlite busy handler sleeps up to 100 ms per retry).
-        self._write_lock = threading.RLock() if url.startswith("sqlite") else None
-        self._group_cond = threading.Condition()
-        self._group_pending: list[_Grouped] = []
+        # SQLite has one writer at a time: writers of every process queue on one lock.
+        self._write_lock = WriterLock(_sqlite_file(url)) if url.startswith("sqlite") else None
+        self._group_lock = threading.Lock()
+        self._group_pending: list[_Grouped] = []  # calls waiting for a leader, oldest first
         self._group_leader = False
         self._group_conn: Any = None  # the leader's connection and thread while it runs a group
         self._group_thread: int | None = None
@@ -102,7 +151,8 @@ class Database:
         in one transaction, each in its own Session inside its own SAVEPOINT, so each sees the
         database as the earlier ones left it and a failure rolls back only its own savepoint. One
         thread (the leader) runs the group while the others wait; the transaction's fixed costs
-        (BEGIN, COMMIT, the writer lock) are paid once per group instead of once per call.
+        (BEGIN, COMMIT, the writer lock) are paid once per group instead of once per call. A
+        finished group wakes its own calls and hands the lead to the oldest waiting call, no others.
         A grouped() call made by a grouped function runs at once, in a savepoint of its own inside
         the caller's.
         """
@@ -112,24 +162,33 @@ class Database:
             if op.error is not None:
                 raise op.error
             return op.result
-        with self._group_cond:
-            self._group_pending.append(op)
-            while not op.done and self._group_leader:
-                self._group_cond.wait()
-            if not op.done:  # lead a group: this call, and the earliest others waiting
+        with self._group_lock:
+            lead = not self._group_leader
+            if lead:
                 self._group_leader = True
-                self._group_pending.remove(op)
-                group = [*self._group_pending[:GROUP_MAX - 1], op]
+            else:
+                self._group_pending.append(op)
+        if not lead:
+            op.wake.wait()  # set when a leader ran this call, or when it hands this call the lead
+        if not op.done:  # lead a group: this call, and the earliest others waiting
+            with self._group_lock:
+                group = [op, *self._group_pending[:GROUP_MAX - 1]]
                 del self._group_pending[:GROUP_MAX - 1]
-        if not op.done:
+            nxt = None
             try:
                 self._run_group(group)
             finally:
-                with self._group_cond:
+                with self._group_lock:
                     for g in group:
                         g.done = True
-                    self._group_leader = False
-                    self._group_cond.notify_all()
+                    if self._group_pending:  # the next leader: the earliest call still waiting
+                        nxt = self._group_pending.pop(0)
+                    else:
+                        self._group_leader = False
+                for g in group[1:]:  # wake only this group's calls (and the next leader)
+                    g.wake.set()
+                if nxt is not None:
+                    nxt.wake.set()
         if op.error is not None:
             raise op.error
         return op.result
@@ -165,5 +224,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()

@@ -46,3 +46,18 @@ def test_sqlite_statistics_are_written(tmp_path: Path) -> None:
         stats = dict(s.execute(text("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'zone'")).all())
     assert stats["ix_zone_name"].startswith("50 ")  # 50 rows, sampled by the planner's ANALYZE
     db.dispose()
+
+
+def test_only_the_first_process_of_an_mn_runs_tasks_not_marked_per_process(monkeypatch) -> None:
+    monkeypatch.setattr(background, "TASKS", {})
+    ran: dict[str, threading.Event] = {"shared": threading.Event(), "each": threading.Event()}
+    background.periodic("shared", lambda svc: 3600.0, first=0.01)(lambda svc: ran["shared"].set())
+    background.periodic("each", lambda svc: 3600.0, first=0.01, per_process=True)(lambda svc: ran["each"].set())
+    bg = Background(None, primary=False)  # type: ignore[arg-type]
+    bg.start()
+    try:
+        assert ran["each"].wait(5)
+        assert not ran["shared"].wait(0.3)
+    finally:
+        bg.stop()
+    assert bg.rounds == {"each": 1}

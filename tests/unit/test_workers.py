@@ -1,0 +1,82 @@
+"""mn/workers.py: worker identities and sockets, and the SQLite writer lock shared by processes."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mn.config import MNConfig
+from mn.db.base import new_uuid
+from mn.db.engine import WriterLock
+from mn.workers import MAX_PROCESSES, all_worker_uuids, listen_sockets, process_count, worker_uuid
+
+
+def test_worker_uuids_are_stable_distinct_and_the_first_is_the_homes() -> None:
+    base = new_uuid()
+    assert worker_uuid(base, 0) == base
+    assert worker_uuid(base, 3) == worker_uuid(base, 3)  # a restarted worker finds its own jobs
+    every = all_worker_uuids(base)
+    assert len(every) == len(set(every)) == MAX_PROCESSES
+    assert all(len(u) == 32 and int(u, 16) >= 0 for u in every)
+    assert worker_uuid(new_uuid(), 1) != worker_uuid(base, 1)
+
+
+def test_process_count(tmp_path: Path) -> None:
+    assert process_count(MNConfig(home=tmp_path, processes=3)) == 3
+    assert 1 <= process_count(MNConfig(home=tmp_path, processes=0)) <= MAX_PROCESSES  # one per CPU
+    assert process_count(MNConfig(home=tmp_path, processes=1000)) == MAX_PROCESSES
+
+
+def test_processes_listen_on_one_port_and_each_on_its_own() -> None:
+    a_shared, a_own = listen_sockets("127.0.0.1", 0)
+    port = a_shared.getsockname()[1]
+    b_shared, b_own = listen_sockets("127.0.0.1", port)  # SO_REUSEPORT: a second listener
+    try:
+        assert b_shared.getsockname()[1] == port
+        assert len({port, a_own.getsockname()[1], b_own.getsockname()[1]}) == 3
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # accepted by one of the two
+    finally:
+        for s in (a_shared, a_own, b_shared, b_own):
+            s.close()
+
+
+_HOLDER = """
+import sys, time
+from mn.db.engine import WriterLock
+lock = WriterLock(sys.argv[1])
+with lock:
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_the_sqlite_writer_lock_excludes_other_processes(tmp_path: Path) -> None:
+    path = str(tmp_path / "z.db")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, path, "0.8"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock = WriterLock(path)
+        t0 = time.monotonic()
+        with lock:
+            waited = time.monotonic() - t0
+            with lock:  # re-entrant within this process
+                pass
+        assert waited > 0.4, waited
+        lock.close()
+        with lock:  # usable again after close()
+            pass
+        lock.close()
+    finally:
+        holder.wait(10)
+
+
+def test_the_lock_file_lies_beside_the_database_file() -> None:
+    from mn.db.engine import _sqlite_file
+
+    assert _sqlite_file("sqlite:////var/lib/zstack/zstack.db") == "/var/lib/zstack/zstack.db"
+    assert _sqlite_file("sqlite:///rel.db") == "rel.db"
+    assert _sqlite_file("sqlite://") is None and _sqlite_file("sqlite:///:memory:") is None
