@@ -121,6 +121,24 @@ def rss_mib(pid: int) -> float:
     return total / 1024
 
 
+def _perf_stat(pids: list[int]) -> subprocess.Popen:
+    """`perf stat` counting the MN's context switches and CPU migrations: figures the machine's
+    speed and other load change less than CPU seconds."""
+    return subprocess.Popen(["perf", "stat", "-x", ",", "-e", "context-switches,cpu-migrations",
+                             "-p", ",".join(map(str, pids))], stderr=subprocess.PIPE, text=True)
+
+
+def _perf_counts(proc: subprocess.Popen) -> dict[str, float]:
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    out = {}
+    for line in err.splitlines():
+        parts = line.split(",")
+        if len(parts) > 2 and parts[0].replace(".", "").isdigit():
+            out[parts[2]] = float(parts[0])
+    return out
+
+
 def run_size(url: str, session: str, env: dict[str, str], n: int, clients: int) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
@@ -176,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--db-url")
     ap.add_argument("--workers", type=int, default=32, help="MN job workers (per MN process)")
+    ap.add_argument("--http-threads", type=int, default=128, help="MN API server threads (per MN process)")
+    ap.add_argument("--perf-stat", action="store_true",
+                    help="also count the MN's context switches per VM (Linux perf)")
     ap.add_argument("--mn-processes", type=int, default=1,
                     help="MN processes sharing the API port (MNConfig.processes; 0: one per CPU)")
     ap.add_argument("--profile-mn", metavar="FILE",
@@ -186,11 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     sim = subprocess.Popen([sys.executable, "-m", "simulator.server", "--port", str(sim_port),
                             "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sim_url = f"http://127.0.0.1:{sim_port}"
-    prefix = (["py-spy", "record", "--gil", "-r", "100", "-f", "raw", "-o", args.profile_mn, "--"]
+    prefix = (["py-spy", "record", "--gil", "-r", "400", "-f", "raw", "-o", args.profile_mn, "--"]
               if args.profile_mn else [])
     mn = subprocess.Popen([*prefix, sys.executable, "-m", "mn.server", "--home", str(home), "--port", str(mn_port),
                            "--simulator-url", sim_url, "--log-level", "WARNING", "--workers", str(args.workers),
-                           "--processes", str(args.mn_processes),
+                           "--processes", str(args.mn_processes), "--http-threads", str(args.http_threads),
                            *(["--db-url", args.db_url] if args.db_url else [])],
                           stdout=open(home / "mn.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     try:
@@ -208,14 +229,18 @@ def main(argv: list[str] | None = None) -> int:
         total = 0
         for n in (int(x) for x in args.sizes.split(",")):
             before = [cpu_seconds(mn.pid), cpu_seconds(sim.pid), cpu_seconds()]
+            counting = _perf_stat(_tree(mn.pid)) if args.perf_stat else None
             r = run_size(url, api.session, env, n, args.clients)
             after = [cpu_seconds(mn.pid), cpu_seconds(sim.pid), cpu_seconds()]
+            counted = _perf_counts(counting) if counting is not None else None
             per_vm = [1000 * (a - b) / n for a, b in zip(after, before, strict=True)]
             total += n - len(r["errors"])
             print(f"{r['n']:>6} {r['wall']:>8.2f} {r['rate']:>8.1f} {r['p50']:>7.2f} {r['p99']:>7.2f} "
                   f"{len(r['errors']):>6}              {per_vm[0]:>6.1f} {per_vm[1]:>6.1f} {per_vm[2]:>6.1f}"
                   f"   {rss_mib(mn.pid):>10.0f}",
                   flush=True)
+            if counted:
+                print("       MN per VM: " + ", ".join(f"{v / n:,.0f} {k}" for k, v in counted.items()), flush=True)
             for e in r["errors"][:3]:
                 print(f"       error: {e}")
         running, on_hosts = verify(api, sim_url, env["zone"])

@@ -164,3 +164,16 @@ def test_a_killed_worker_is_restarted_and_its_jobs_recovered(sim, mn_proc):
     assert interrupted, "the kill should have interrupted some creations"
     assert procs[-1].poll() is None  # the MN itself kept running
     assert_consistent(api, admin, env)
+
+
+def test_fewer_processes_after_a_restart_leave_no_stale_management_node(mn_proc):
+    spawn, procs, _ = mn_proc
+    url = spawn(processes=2)
+    both = _processes(url, 2)
+    procs[-1].send_signal(signal.SIGTERM)  # a clean stop of the supervisor stops both workers
+    assert procs[-1].wait(60) == 0
+    url = spawn(processes=1)
+    api = ZStackClient(url)
+    api.login()
+    listed = {m["uuid"] for m in api.query("QueryManagementNode")}
+    assert both[0] in listed and both[1] not in listed

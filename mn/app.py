@@ -54,6 +54,15 @@ def _register_mn(svc: Services) -> None:
             row.heartBeat, row.port, row.hostName = utcnow(), svc.config.port, svc.config.host
 
 
+def _forget_workers(svc: Services, uuids: list[str]) -> None:
+    """Drop the ManagementNode rows of worker processes this MN no longer runs (fewer processes
+    than before); their jobs were recovered just before."""
+    from sqlalchemy import delete
+
+    with svc.db.tx() as s:
+        s.execute(delete(ManagementNode).where(ManagementNode.uuid.in_(uuids)))
+
+
 def _callback_url(config: MNConfig) -> str | None:
     """Where agents send async replies to this process; None until the API server's port is known."""
     return config.callback_url_base + agent_events.CALLBACK_PATH if config.port else None
@@ -89,7 +98,9 @@ def create_app(config: MNConfig | None = None, worker: Worker = Worker()) -> Fla
     from mn import recovery
 
     if worker.index == 0 and not worker.restarted:  # the whole MN starts: nothing of it runs yet
-        recovery.recover(svc, owners=all_worker_uuids(_mn_uuid(config)), reconcile=True)
+        every = all_worker_uuids(_mn_uuid(config))
+        recovery.recover(svc, owners=every, reconcile=True)
+        _forget_workers(svc, every[worker.count:])
     else:  # the other workers run: recover only this one's jobs, reconcile nothing under them
         recovery.recover(svc, owners=[svc.mn_uuid], reconcile=False)
     dispatcher = Dispatcher(svc, runner)

@@ -1,6 +1,8 @@
 """Run one management node: the WSGI app on waitress plus background tasks.
 
-start() is used by zstack-ctl (foreground daemon) and by tests (in a thread, on port 0).
+start() is used by zstack-ctl (foreground daemon) and by tests (in a thread, on port 0). The app
+and its libraries are imported when a process serves, not before: the supervisor of several MN
+processes (mn/workers.py) imports none of them and stays small.
 """
 
 from __future__ import annotations
@@ -9,14 +11,15 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Flask
-from waitress.server import create_server
-
-from mn.app import create_app
-from mn.background import Background
 from mn.config import MNConfig
 from mn.workers import Supervisor, Worker, listen_sockets, process_count, stop_with_supervisor
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from mn.background import Background
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,11 @@ class RunningMN:
 def start(config: MNConfig, in_thread: bool = True, worker: Worker = Worker()) -> RunningMN:
     """Start an MN (or one worker process of one, see mn/workers.py); with
     config.embedded_simulator, a simulator is started in-process first (by worker 0)."""
+    from waitress.server import create_server
+
+    from mn.app import create_app
+    from mn.background import Background
+
     simulator = None
     if config.embedded_simulator and worker.index == 0:
         from simulator.server import start_in_thread
