@@ -9,6 +9,7 @@ The Database handle is created by the app factory and passed on explicitly (no g
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 GROUP_MAX = 64
 """The most grouped() calls one transaction serves."""
 
@@ -55,6 +57,23 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
         return create_engine(url, pool_size=16, max_overflow=48, pool_recycle=3600,
                              pool_pre_ping=True, isolation_level="READ COMMITTED")
     return create_engine(url, pool_size=16, max_overflow=48, pool_pre_ping=True)
+
+
+TRANSIENT_RETRIES = 5
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that running the same work again can cure: a deadlock victim or a
+    serialization failure (PostgreSQL 40P01/40001), a deadlock or lock wait timeout (MariaDB
+    1213/1205)."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code in ("40P01", "40001"):
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and args[0] in (1213, 1205)
 
 
 class WriterLock:
@@ -203,6 +222,21 @@ class Database:
             g.error = exc
 
     def _run_group(self, group: list[_Grouped]) -> None:
+        """Run the group in one transaction; calls that lost a deadlock (or a serialization
+        conflict) to another transaction run again in a new one, after this one committed and
+        released its locks (up to TRANSIENT_RETRIES times): two MN processes' groups can lock
+        the same rows (a primary storage, hosts) in opposite orders."""
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            self._run_group_once(group)
+            again = [g for g in group if g.error is not None and is_transient(g.error)]
+            if not again or attempt == TRANSIENT_RETRIES:
+                return
+            log.info("%d grouped writes lost a deadlock or conflict; running them again", len(again))
+            for g in again:
+                g.error = g.result = None
+            group = again
+
+    def _run_group_once(self, group: list[_Grouped]) -> None:
         try:
             with self._write_lock or nullcontext(), self.engine.connect() as conn, conn.begin():
                 self._group_conn, self._group_thread = conn, threading.get_ident()

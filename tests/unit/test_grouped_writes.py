@@ -128,3 +128,40 @@ def test_every_call_runs_once_when_more_wait_than_a_group_holds(db: Database, mo
         assert list(pool.map(call, range(300))) == [f"z{i}" for i in range(300)]
     assert sorted(ran) == sorted(f"z{i}" for i in range(300))
     assert _names(db) == {f"z{i}" for i in range(300)}
+
+
+class _Deadlock(Exception):
+    """Shaped like SQLAlchemy's wrapper of a PostgreSQL deadlock victim (sqlstate 40P01)."""
+
+    class orig:  # noqa: N801
+        sqlstate = "40P01"
+
+
+def test_a_deadlock_victim_runs_again_in_a_new_transaction(db: Database) -> None:
+    from mn.db.engine import is_transient
+
+    assert is_transient(_Deadlock()) and not is_transient(ValueError("x"))
+    tries: list[int] = []
+
+    def victim(s):
+        tries.append(1)
+        s.add(Zone(uuid=new_uuid(), name=f"try{len(tries)}", state="Enabled"))
+        if len(tries) < 3:
+            raise _Deadlock()
+        return "done"
+
+    assert db.grouped(victim) == "done"
+    assert len(tries) == 3
+    assert _names(db) == {"try3"}  # the failed tries left nothing
+
+
+def test_other_errors_are_not_run_again(db: Database) -> None:
+    tries: list[int] = []
+
+    def broken(s):
+        tries.append(1)
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        db.grouped(broken)
+    assert len(tries) == 1
