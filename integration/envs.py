@@ -122,3 +122,10 @@ def assert_consistent(api: ZStackClient, admin: Any, env: Env) -> None:
     nics = {n["uuid"] for n in api.query("QueryVmNic", f"l3NetworkUuid={env.l3}")}
     for ip in api.query("QueryIpAddress", f"l3NetworkUuid={env.l3}"):
         assert ip["vmNicUuid"] in nics
+
+
+def slow_creation(admin: Any, delay: float = 0.3) -> None:
+    """Slow the agent steps of VM creation (root volume, start) on the simulator, to widen the
+    window in which a kill lands mid-flow; undo with admin.clear_faults()."""
+    admin.inject("/primarystorage/volume/createfromimage", mode="slow", delay=delay, count=-1)
+    admin.inject("/vm/start", mode="slow", delay=delay, count=-1)

@@ -12,7 +12,7 @@ from pathlib import Path
 import urllib3
 from sqlalchemy import create_engine, text
 
-from integration.envs import assert_consistent, build_env, unique
+from integration.envs import assert_consistent, build_env, slow_creation, unique
 from mn.client import ZStackClient
 
 
@@ -130,8 +130,7 @@ def test_a_killed_worker_is_restarted_and_its_jobs_recovered(sim, mn_proc):
     api.login()
     env = build_env(api, hosts=3, cpu=64)
     admin = SimulatorAdmin(sim.url)
-    admin.inject("/primarystorage/volume/createfromimage", mode="slow", delay=0.3, count=-1)
-    admin.inject("/vm/start", mode="slow", delay=0.3, count=-1)
+    slow_creation(admin)
     before = set(_children(procs[-1].pid))
     assert len(before) == 2
     try:

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from integration.envs import assert_consistent, build_env, unique
+from integration.envs import assert_consistent, build_env, slow_creation, unique
 from mn.client import ZStackClient
 
 
@@ -28,9 +28,7 @@ def test_sigkill_during_vm_creation_leaves_nothing_transitional(sim, mn_proc, pr
     api.login()
     env = build_env(api, hosts=3, cpu=64)
     admin = SimulatorAdmin(sim.url)
-    # Slow agent steps widen the window in which the kill lands mid-flow.
-    admin.inject("/primarystorage/volume/createfromimage", mode="slow", delay=0.3, count=-1)
-    admin.inject("/vm/start", mode="slow", delay=0.3, count=-1)
+    slow_creation(admin)
     jobs = []
     try:
         with ThreadPoolExecutor(8) as pool:

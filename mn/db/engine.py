@@ -62,10 +62,36 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
 TRANSIENT_RETRIES = 5
 
 
+class GroupLost(Exception):
+    """The database rolled back a group's whole transaction (MariaDB does on a deadlock: the
+    savepoints are gone with it), so every call of the group must run again."""
+
+
+def _mysql_codes(exc: BaseException | None) -> set[int]:
+    """MySQL/MariaDB error numbers of an exception and of those it was raised from."""
+    codes: set[int] = set()
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        args = getattr(getattr(exc, "orig", None), "args", ())
+        if args and isinstance(args[0], int):
+            codes.add(args[0])
+        exc = exc.__cause__ or exc.__context__
+    return codes
+
+
+def transaction_lost(exc: BaseException) -> bool:
+    """MariaDB rolls back the whole transaction of a deadlock victim (1213); rolling back to
+    the call's savepoint then fails with 1305 (no such savepoint)."""
+    return bool(_mysql_codes(exc) & {1213, 1305})
+
+
 def is_transient(exc: BaseException) -> bool:
     """A database error that running the same work again can cure: a deadlock victim or a
     serialization failure (PostgreSQL 40P01/40001), a deadlock or lock wait timeout (MariaDB
-    1213/1205)."""
+    1213/1205), or a group whose transaction the database rolled back."""
+    if isinstance(exc, GroupLost):
+        return True
     orig = getattr(exc, "orig", None)
     if orig is None:
         return False
@@ -243,8 +269,13 @@ class Database:
                 try:
                     for g in group:
                         self._run_one(conn, g)
+                        if g.error is not None and transaction_lost(g.error):
+                            raise GroupLost(str(g.error)) from g.error
                 finally:
                     self._group_conn, self._group_thread = None, None
+        except GroupLost as exc:  # what the group wrote is gone, the calls that "succeeded" too
+            for g in group:
+                g.error, g.result = exc, None
         except Exception as exc:  # the commit (or BEGIN) failed: nothing of the group was written
             for g in group:
                 if g.error is None:

@@ -165,3 +165,51 @@ def test_other_errors_are_not_run_again(db: Database) -> None:
     with pytest.raises(ValueError):
         db.grouped(broken)
     assert len(tries) == 1
+
+
+class _MariaDeadlock(Exception):
+    """Shaped like MariaDB's deadlock error (1213), after which the whole transaction is gone."""
+
+    class orig:  # noqa: N801
+        args = (1213, "Deadlock found when trying to get lock; try restarting transaction")
+
+
+def test_a_transaction_the_database_rolled_back_runs_every_call_of_its_group_again(db: Database) -> None:
+    """MariaDB rolls back a deadlock victim's whole transaction: the calls of the group that had
+    succeeded lost their writes too, so all of them run again (not only the victim)."""
+    import time
+
+    from mn.db.engine import GroupLost, is_transient, transaction_lost
+
+    assert transaction_lost(_MariaDeadlock()) and is_transient(GroupLost("x"))
+    gate = threading.Event()
+    runs = {"a": 0, "b": 0}
+
+    def blocker(s):  # leads a group of its own while a and b queue up behind it as the next one
+        gate.wait(5)
+        return _zone("blocker")(s)
+
+    def a(s):
+        runs["a"] += 1
+        return _zone("a")(s)
+
+    def b(s):
+        runs["b"] += 1
+        _zone("b")(s)
+        if runs["b"] == 1:
+            raise _MariaDeadlock()
+        return "b"
+
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(db.grouped, blocker)
+        time.sleep(0.2)
+        fa = pool.submit(db.grouped, a)
+        time.sleep(0.1)
+        fb = pool.submit(db.grouped, b)
+        time.sleep(0.1)
+        gate.set()
+        assert (first.result(), fa.result(), fb.result()) == ("blocker", "a", "b")
+    assert runs == {"a": 2, "b": 2}
+    with db.ro() as s:
+        names = list(s.scalars(select(Zone.name)))
+    assert sorted(names) == ["a", "b", "blocker"]  # each once: the lost group's writes are gone
