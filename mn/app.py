@@ -73,17 +73,17 @@ def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
     if worker.index == 0:  # the other workers start once worker 0 has migrated the database
         upgrade(config.db_url)
     db = Database(config.db_url)
+    base = _mn_uuid(config)
     gconf = GlobalConfigStore(db)
     gconf.init()
     svc = Services(config=config, db=db, agents=AgentClient(timeout=config.agent_timeout,
                                                                callback_url=lambda: _callback_url(config),
                                                                reply_within=config.agent_reply_within),
                    gconf=gconf,
-                   mn_uuid=worker_uuid(_mn_uuid(config), worker.index))
+                   mn_uuid=worker_uuid(base, worker.index))
     svc.extras["sessions"] = identity.SessionCache()
-    svc.extras["worker"] = worker
     # This machine's other MN processes: a result request for one of their jobs re-reads it often.
-    svc.extras["siblings"] = frozenset(worker_uuid(_mn_uuid(config), i) for i in range(worker.count))
+    svc.extras["siblings"] = frozenset(worker_uuid(base, i) for i in range(worker.count))
     _register_mn(svc)
     identity.ensure_admin(svc)
     return svc

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from mn.db.base import new_uuid
+from mn.db.engine import error_codes
 from mn.errors import IP_ALLOCATION_FAILURE, ApiError, invalid, not_found
 from mn.iputil import int_to_ip, ip_to_int, parse_ipv4
 from mn.models import IpRange, L3Network, UsedIp
@@ -67,14 +68,11 @@ def static_ips_from_tags(tags: Iterable[str] | None) -> dict[str, str]:
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
-    orig = exc.orig
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if code is not None:
-        return code == "23505"
-    args = getattr(orig, "args", ())
-    if args and args[0] == 1062:  # MySQL/MariaDB duplicate entry
-        return True
-    return "UNIQUE constraint failed" in str(orig)
+    """PostgreSQL 23505, MySQL/MariaDB 1062 (duplicate entry), or SQLite's message."""
+    codes = error_codes(exc)
+    if codes:
+        return bool(codes & {"23505", 1062})
+    return "UNIQUE constraint failed" in str(exc.orig)
 
 
 # Statements built once (their compiled form is cached); run on the session's connection, which

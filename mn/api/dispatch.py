@@ -25,8 +25,9 @@ from mn.models import ApiJob
 from mn.query import TARGETS, run_query
 
 MAX_RESULT_WAIT = 30.0
-SIBLING_RECHECK = 0.05  # seconds between reads of a job run by another process of this MN
 """The longest a result request is held (`wait` seconds); clients' read timeouts must exceed it."""
+SIBLING_RECHECK = 0.05
+"""Seconds between reads of a job that another process of this MN runs (long polling)."""
 
 log = logging.getLogger(__name__)
 

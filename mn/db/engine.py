@@ -67,39 +67,36 @@ class GroupLost(Exception):
     savepoints are gone with it), so every call of the group must run again."""
 
 
-def _mysql_codes(exc: BaseException | None) -> set[int]:
-    """MySQL/MariaDB error numbers of an exception and of those it was raised from."""
-    codes: set[int] = set()
+def error_codes(exc: BaseException | None, chain: bool = False) -> set[str | int]:
+    """The driver's error codes of a database error (SQLAlchemy's wrapper): the SQLSTATE
+    (PostgreSQL) and the error number (MySQL/MariaDB); with `chain`, also of the errors it was
+    raised from."""
+    codes: set[str | int] = set()
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        args = getattr(getattr(exc, "orig", None), "args", ())
+        orig = getattr(exc, "orig", None)
+        state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if state:
+            codes.add(state)
+        args = getattr(orig, "args", ())
         if args and isinstance(args[0], int):
             codes.add(args[0])
-        exc = exc.__cause__ or exc.__context__
+        exc = (exc.__cause__ or exc.__context__) if chain else None
     return codes
 
 
 def transaction_lost(exc: BaseException) -> bool:
     """MariaDB rolls back the whole transaction of a deadlock victim (1213); rolling back to
     the call's savepoint then fails with 1305 (no such savepoint)."""
-    return bool(_mysql_codes(exc) & {1213, 1305})
+    return bool(error_codes(exc, chain=True) & {1213, 1305})
 
 
 def is_transient(exc: BaseException) -> bool:
     """A database error that running the same work again can cure: a deadlock victim or a
     serialization failure (PostgreSQL 40P01/40001), a deadlock or lock wait timeout (MariaDB
     1213/1205), or a group whose transaction the database rolled back."""
-    if isinstance(exc, GroupLost):
-        return True
-    orig = getattr(exc, "orig", None)
-    if orig is None:
-        return False
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if code in ("40P01", "40001"):
-        return True
-    args = getattr(orig, "args", ())
-    return bool(args) and args[0] in (1213, 1205)
+    return isinstance(exc, GroupLost) or bool(error_codes(exc) & {"40P01", "40001", 1213, 1205})
 
 
 class WriterLock:
