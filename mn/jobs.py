@@ -69,7 +69,7 @@ class JobRunner:
     def create(self, job_uuid: str, api_name: str, request: dict, sync_key: str | None) -> None:
         row = {"uuid": job_uuid, "apiName": api_name, "request": json.dumps(request), "syncKey": sync_key,
                "managementNodeUuid": self.mn_uuid, "state": "Processing", "createDate": utcnow()}
-        self.db.grouped(lambda s: s.connection().execute(_INSERT_JOB, row))
+        self.db.grouped_conn(lambda c: c.execute(_INSERT_JOB, row), one_statement=True)
         with self._lock:
             self._accepted[job_uuid] = (api_name, row["createDate"])
 
@@ -148,7 +148,7 @@ class JobRunner:
         values = {"job": job_uuid, "end_state": state, "end_result": json.dumps(result), "end_date": utcnow()}
         for attempt in range(5):
             try:
-                self.db.grouped(lambda s: s.connection().execute(_FINISH_JOB, values))
+                self.db.grouped_conn(lambda c: c.execute(_FINISH_JOB, values), one_statement=True)
                 break
             except Exception:
                 log.exception("recording the end of job %s failed (attempt %d)", job_uuid, attempt + 1)

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, case, exists, func, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from mn.db.engine import connection_of
 from mn.errors import NO_AVAILABLE_HOST, ApiError
 from mn.models import (
     Cluster,
@@ -136,7 +138,7 @@ def _local_storage_pins(ps_uuid: Any, vm_uuid: Any | None) -> list:
 _CANDIDATE_QUERIES: dict[tuple, Any] = {}  # (request shape, limit) -> statement with bind parameters
 
 
-def candidates(s: Session, req: HostRequest, limit: int = CANDIDATE_LIMIT) -> list[str]:
+def candidates(s: Session | Connection, req: HostRequest, limit: int = CANDIDATE_LIMIT) -> list[str]:
     """Uuids of hosts that pass every filter, in the strategy's order (no reservation). The
     statement is built once per request shape (every VM creation asks)."""
     key = (_shape(req), limit)
@@ -151,7 +153,7 @@ def candidates(s: Session, req: HostRequest, limit: int = CANDIDATE_LIMIT) -> li
         else:
             q = q.order_by(func.random())
         q = _CANDIDATE_QUERIES.setdefault(key, q.limit(limit))
-    return list(s.connection().execute(q, _params(req)).scalars())
+    return list(connection_of(s).execute(q, _params(req)).scalars())
 
 
 # Built once: every VM start reserves (a compare-and-swap on the host's free capacity).

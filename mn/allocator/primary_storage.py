@@ -86,14 +86,14 @@ def _scope(cluster_uuid: str | None, zone_uuid: str | None, ps_uuid: str | None)
 
 def allocate(s: Session, *, size: int, ratio: float = 1.0, cluster_uuid: str | None = None,
              zone_uuid: str | None = None, ps_uuid: str | None = None, exclude: Iterable[str] = (),
-             ) -> str:
+             ) -> PrimaryStorage:
     """Choose an Enabled, Connected primary storage with room for `size` and reserve it.
 
     Candidates are the storages attached to `cluster_uuid`, in `zone_uuid` and/or equal to
     `ps_uuid` (each given filter applies), minus `exclude`; the one with the most available
     capacity is tried first, and a candidate whose compare-and-swap loses a race is skipped for
     the next. Returns the chosen uuid; raises NO_AVAILABLE_PRIMARY_STORAGE saying why each
-    candidate was rejected.
+    candidate was rejected. The returned row shows the capacity as read before the reservation.
     """
     amount = needed(size, ratio)
     q = select(PrimaryStorage)
@@ -123,7 +123,7 @@ def allocate(s: Session, *, size: int, ratio: float = 1.0, cluster_uuid: str | N
         elif ps.availableCapacity < amount:
             rejected.append(f"{_label(ps)} has {ps.availableCapacity} bytes available, needs {amount}")
         elif _cas(s, ps.uuid, amount, usable_only=True):
-            return ps.uuid
+            return ps
         else:
             rejected.append(f"{_label(ps)} lost its capacity or availability to a concurrent operation")
     raise ApiError(NO_AVAILABLE_PRIMARY_STORAGE,

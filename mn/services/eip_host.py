@@ -99,7 +99,15 @@ def send_delete(ctx: ApiContext, host_uuid: str, eips: list[EipTO]) -> None:
 
 # ---- VM and host hooks --------------------------------------------------------------------------
 
+# Built once: every VM start asks it, and most VMs have no EIP.
+_VM_HAS_EIP = (select(Eip.uuid).join(VmNic, VmNic.uuid == Eip.vmNicUuid)
+               .where(VmNic.vmInstanceUuid == bindparam("vm")).limit(1))
+
+
 def _vm_tos(ctx: ApiContext, vm_uuid: str, host_uuid: str, check_cluster: bool) -> list[EipTO]:
+    with ctx.db.read() as conn:  # Core, no ORM session: the common answer is "none"
+        if conn.execute(_VM_HAS_EIP, {"vm": vm_uuid}).first() is None:
+            return []
     with ctx.db.ro() as s:
         eips = _vm_eips(s, vm_uuid)
         if eips and check_cluster:

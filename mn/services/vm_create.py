@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from kvmagent.protocol import (
@@ -194,7 +195,7 @@ def check_create(ctx: ApiContext, msg: dict[str, Any]) -> None:
     """Validate and plan; the plan rides on the message to the job (`msg.resolved_plan`)."""
     with ctx.db.ro() as s:
         plan = resolve(ctx, msg, s)
-        if s.get(VmInstance, plan.vm_uuid) is not None:
+        if msg.get("resourceUuid") and s.get(VmInstance, plan.vm_uuid) is not None:  # fresh ones are new
             raise invalid(f"resourceUuid {plan.vm_uuid} is already used by a VM")
     msg.resolved_plan = plan  # type: ignore[attr-defined]
 
@@ -229,8 +230,8 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
     start = p["strategy"] == "InstantStart"
     instantiate = p["strategy"] != "JustCreate"
     req = _host_request(ctx, p) if start else _host_request(ctx, p, cpu=0, memory=0)
-    with ctx.db.ro() as s:
-        found = host_alloc.candidates(s, req) if start else host_alloc.candidates(s, req, limit=1)
+    with ctx.db.read() as conn:
+        found = host_alloc.candidates(conn, req) if start else host_alloc.candidates(conn, req, limit=1)
     rows: dict[str, Any] = {}
 
     def run(s: Session) -> None:  # the journal entry announcing this step commits with its effects
@@ -247,12 +248,13 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
         total = p["root_size"] + sum(x["size"] for x in p["data_disks"])
         ps_uuid = None
         if instantiate:
-            ps_uuid = ps_alloc.allocate(s, size=total, ratio=ps_ratio, cluster_uuid=cluster_uuid,
-                                        ps_uuid=p["ps_uuid"])
+            ps = ps_alloc.allocate(s, size=total, ratio=ps_ratio, cluster_uuid=cluster_uuid,
+                                   ps_uuid=p["ps_uuid"])
+            ps_uuid = ps.uuid
             d["psReserved"] = {"ps": ps_uuid, "size": total, "ratio": ps_ratio}
             # Where each volume will be: in the journal before any agent creates it, so recovery
             # can delete a volume whose creation was in flight.
-            url, ps_dir = ps_url(s, ps_uuid, host_uuid), s.get(PrimaryStorage, ps_uuid).url
+            url, ps_dir = ps_url(s, ps_uuid, host_uuid), ps.url  # `ps` held: ps_url finds it loaded
             d["paths"] = {vu: {"url": url, "ps": ps_uuid, "host": host_uuid,
                                "path": volume_install_path(ps_dir, vu, vu == d["rootVolumeUuid"])}
                           for vu in [d["rootVolumeUuid"], *d["dataVolumeUuids"]]}
@@ -304,6 +306,10 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
             devices = {"root": vols[0], "data": vols[1:], "nics": [VmNic(**n) for n in rows["nics"]]}
             with ctx.db.ro() as s:
                 cmd = start_command(s, VmInstance(**rows["vm"]), planned, devices)
+                if p["image"]["mediaType"] != "ISO":  # read here to save root-volume a session
+                    source = image_source(s, p["image"]["uuid"], d["zone"], ctx.config.home)
+                    if "sshKey" not in source:  # `d` is journaled: no secret in it
+                        d["source"] = source
             d["start"] = {"url": rows["agent"], "cmd": to_wire(cmd)}
         except BaseException:  # the write committed: undo it here, the flow rolls back only finished steps
             _allocate_rollback(ctx, d)
@@ -330,7 +336,8 @@ def _allocate_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
 
 # Built once: every creation from an image asks it.
 _IMAGE_SOURCE = (
-    select(ImageBackupStorageRef.backupStorageUuid, ImageBackupStorageRef.installPath, BackupStorage.url)
+    select(ImageBackupStorageRef.backupStorageUuid, ImageBackupStorageRef.installPath, BackupStorage.url,
+           BackupStorage.type)
     .join(BackupStorage, BackupStorage.uuid == ImageBackupStorageRef.backupStorageUuid)
     .where(ImageBackupStorageRef.imageUuid == bindparam("image"), ImageBackupStorageRef.status == "Ready",
            BackupStorage.state == "Enabled", BackupStorage.status == "Connected",
@@ -339,13 +346,19 @@ _IMAGE_SOURCE = (
     .limit(1))
 
 
-def _image_source(s: Session, image_uuid: str, zone_uuid: str) -> tuple[str, str, str | None]:
-    """(backup storage uuid, install path, agent url) of a Ready copy of the image in the zone."""
+def image_source(s: Session, image_uuid: str, zone_uuid: str, home: Any) -> dict[str, Any]:
+    """The CreateVolumeFromImageCmd fields naming a Ready copy of the image in the zone: its
+    backup storage, path and agent, and how a host fetches it (SFTP: address, login, key)."""
+    from mn.services.sftp_backup_storage import SFTP, image_fetch_fields
+
     row = s.connection().execute(_IMAGE_SOURCE, {"image": image_uuid, "zone": zone_uuid}).first()
     if row is None:
         raise invalid(f"ImageVO[uuid:{image_uuid}] has no Ready copy on a connected backup storage "
                       f"attached to zone {zone_uuid}")
-    return row[0], row[1], row[2]
+    out = {"backupStorageUuid": row[0], "imageInstallPath": row[1], "backupStorageUrl": row[2]}
+    if row[3] == SFTP:
+        out.update(image_fetch_fields(s, row[0], home))
+    return out
 
 
 def _root_volume(ctx: ApiContext, d: dict[str, Any]) -> None:
@@ -356,15 +369,13 @@ def _root_volume(ctx: ApiContext, d: dict[str, Any]) -> None:
         cmd: Any = CreateEmptyVolumeCmd(psUuid=where["ps"], volumeUuid=vol_uuid, size=p["root_size"],
                                         hostUuid=where["host"], installPath=where["path"])
     else:
-        from mn.services.sftp_backup_storage import image_fetch_fields
-
-        with ctx.db.ro() as s:
-            bs_uuid, path, bs_url = _image_source(s, p["image"]["uuid"], d["zone"])
-            fetch = image_fetch_fields(s, bs_uuid, ctx.config.home)
+        source = d.pop("source", None)  # read by allocate, when it holds no secret
+        if source is None:
+            with ctx.db.ro() as s:
+                source = image_source(s, p["image"]["uuid"], d["zone"], ctx.config.home)
         cmd = CreateVolumeFromImageCmd(psUuid=where["ps"], volumeUuid=vol_uuid, imageUuid=p["image"]["uuid"],
-                                       imageInstallPath=path, backupStorageUuid=bs_uuid, backupStorageUrl=bs_url,
                                        size=p["root_size"], hostUuid=where["host"], installPath=where["path"],
-                                       **fetch)
+                                       **source)
     rsp = ctx.agents.send(where["url"], cmd, VolumeRsp)
     _installed(d, vol_uuid, p["root_size"], rsp)
 
@@ -448,21 +459,27 @@ def _start_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
     ctx.agents.send(url, DestroyVmCmd(uuid=d["plan"]["vm_uuid"], hostUuid=d["reserved"]["host"]))
 
 
+# Built once: every creation ends with these.
+_FINAL_VM = update(VmInstance).where(VmInstance.uuid == bindparam("vm")).values(state=bindparam("st"))
+_FINAL_VM_OFF_HOST = (update(VmInstance).where(VmInstance.uuid == bindparam("vm"))
+                      .values(state=bindparam("st"), hostUuid=None))
+_FINAL_VOLUME = (update(Volume).where(Volume.uuid == bindparam("vol"))
+                 .values(installPath=bindparam("path"), size=bindparam("sz"), actualSize=bindparam("actual"),
+                         status="Ready"))
+
+
 def _finalize(ctx: ApiContext, d: dict[str, Any]) -> None:
     p = d["plan"]
     final = {"InstantStart": RUNNING, "CreateStopped": STOPPED, "JustCreate": CREATED}[p["strategy"]]
-    values: dict[str, Any] = {"state": final}
-    if final == STOPPED:
-        values["hostUuid"] = None
+    vols = [{"vol": u, "path": i["path"], "sz": i["size"], "actual": i["actualSize"]}
+            for u, i in d.get("installed", {}).items()]
 
-    def run(s: Session) -> None:
-        conn = s.connection()  # Core: no ORM objects of these rows in this session
-        conn.execute(update(VmInstance).where(VmInstance.uuid == p["vm_uuid"]).values(**values))
-        for vol_uuid, info in d.get("installed", {}).items():
-            conn.execute(update(Volume).where(Volume.uuid == vol_uuid).values(
-                installPath=info["path"], size=info["size"], actualSize=info["actualSize"], status="Ready"))
+    def run(conn: Connection) -> None:
+        conn.execute(_FINAL_VM_OFF_HOST if final == STOPPED else _FINAL_VM, {"vm": p["vm_uuid"], "st": final})
+        if vols:
+            conn.execute(_FINAL_VOLUME, vols)
 
-    ctx.db.grouped(run)
+    ctx.db.grouped_conn(run)
 
 
 ALLOCATE = Step("allocate", _allocate, _allocate_rollback, journal_in_step=True)

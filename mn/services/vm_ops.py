@@ -135,7 +135,7 @@ def instantiate_volume(ctx: ApiContext, vol_uuid: str, cluster_uuid: str, host_u
     ratio = ctx.gconf.get(PS_OVER_PROVISIONING)
     with ctx.db.tx() as s:
         vol = s.get(Volume, vol_uuid)
-        ps_uuid = ps_alloc.allocate(s, size=vol.size, ratio=ratio, cluster_uuid=cluster_uuid)
+        ps_uuid = ps_alloc.allocate(s, size=vol.size, ratio=ratio, cluster_uuid=cluster_uuid).uuid
         s.execute(update(Volume).where(Volume.uuid == vol_uuid).values(
             primaryStorageUuid=ps_uuid, status="Creating", hostUuid=host_uuid))
     rec = {"ps": ps_uuid, "size": vol.size, "ratio": ratio, "host": host_uuid}
@@ -149,13 +149,12 @@ def instantiate_volume(ctx: ApiContext, vol_uuid: str, cluster_uuid: str, host_u
             image = None
     rec["url"] = url
     if image is not None and image.mediaType != "ISO":
-        from mn.services.vm_create import _image_source
+        from mn.services.vm_create import image_source
 
         with ctx.db.ro() as s:
-            bs_uuid, path, bs_url = _image_source(s, image.uuid, vm.zoneUuid)
+            source = image_source(s, image.uuid, vm.zoneUuid, ctx.config.home)
         cmd: Any = CreateVolumeFromImageCmd(psUuid=ps_uuid, volumeUuid=vol_uuid, imageUuid=image.uuid,
-                                            imageInstallPath=path, backupStorageUuid=bs_uuid,
-                                            backupStorageUrl=bs_url, size=vol.size, hostUuid=host_uuid)
+                                            size=vol.size, hostUuid=host_uuid, **source)
     else:
         cmd = CreateEmptyVolumeCmd(psUuid=ps_uuid, volumeUuid=vol_uuid, size=vol.size, hostUuid=host_uuid)
     rsp = ctx.agents.send(url, cmd, VolumeRsp)

@@ -213,3 +213,37 @@ def test_a_transaction_the_database_rolled_back_runs_every_call_of_its_group_aga
     with db.ro() as s:
         names = list(s.scalars(select(Zone.name)))
     assert sorted(names) == ["a", "b", "blocker"]  # each once: the lost group's writes are gone
+
+
+def test_core_calls_undo_only_their_own_writes(db: Database) -> None:
+    """grouped_conn: a failed one-statement call (no savepoint on SQLite) and a failed call of two
+    statements (in a savepoint) leave the group's other writes committed."""
+    from sqlalchemy import insert
+
+    gate = threading.Event()
+    dup = new_uuid()
+    db.grouped(lambda s: s.add(Zone(uuid=dup, name="taken", state="Enabled")))
+
+    def row(name: str, uuid: str | None = None) -> dict:
+        return {"uuid": uuid or new_uuid(), "name": name, "state": "Enabled"}
+
+    def slow_first(conn):
+        gate.wait(5)
+        conn.execute(insert(Zone), row("first"))
+
+    def two_statements(conn):
+        conn.execute(insert(Zone), row("half"))
+        conn.execute(insert(Zone), row("clash", dup))
+
+    with ThreadPoolExecutor(8) as pool:
+        lead = pool.submit(db.grouped_conn, slow_first)
+        bad_one = pool.submit(db.grouped_conn, lambda c: c.execute(insert(Zone), row("clash", dup)),
+                              one_statement=True)
+        ok = pool.submit(db.grouped_conn, lambda c: c.execute(insert(Zone), row("ok")), one_statement=True)
+        bad_two = pool.submit(db.grouped_conn, two_statements)
+        gate.set()
+        lead.result(), ok.result()
+        for f in (bad_one, bad_two):
+            with pytest.raises(Exception, match="UNIQUE"):
+                f.result()
+    assert _names(db) == {"taken", "first", "ok"}

@@ -100,20 +100,20 @@ def test_release_gives_back_what_reserve_took_capped_at_total(s):
 # ---- allocate -----------------------------------------------------------------------------------
 
 def test_allocate_prefers_the_most_available_storage_of_the_cluster(s):
-    assert alloc.allocate(s, size=GB, ratio=1.0, cluster_uuid=_uuid("c", 0)) == _uuid("ps", 0)
+    assert alloc.allocate(s, size=GB, ratio=1.0, cluster_uuid=_uuid("c", 0)).uuid == _uuid("ps", 0)
     assert _available(s, 0) == 99 * GB
 
 
 def test_allocate_honours_exclude_and_pins(s):
-    assert alloc.allocate(s, size=GB, cluster_uuid=_uuid("c", 0), exclude=[_uuid("ps", 0)]) == _uuid("ps", 1)
-    assert alloc.allocate(s, size=GB, cluster_uuid=_uuid("c", 0), ps_uuid=_uuid("ps", 1)) == _uuid("ps", 1)
-    assert alloc.allocate(s, size=GB, zone_uuid=_uuid("z", 1)) == _uuid("ps", 2)
-    assert alloc.allocate(s, size=GB, cluster_uuid=_uuid("c", 1)) == _uuid("ps", 1)
+    assert alloc.allocate(s, size=GB, cluster_uuid=_uuid("c", 0), exclude=[_uuid("ps", 0)]).uuid == _uuid("ps", 1)
+    assert alloc.allocate(s, size=GB, cluster_uuid=_uuid("c", 0), ps_uuid=_uuid("ps", 1)).uuid == _uuid("ps", 1)
+    assert alloc.allocate(s, size=GB, zone_uuid=_uuid("z", 1)).uuid == _uuid("ps", 2)
+    assert alloc.allocate(s, size=GB, cluster_uuid=_uuid("c", 1)).uuid == _uuid("ps", 1)
 
 
 def test_allocate_falls_over_to_a_storage_with_room(s):
-    assert alloc.allocate(s, size=60 * GB, cluster_uuid=_uuid("c", 0)) == _uuid("ps", 0)
-    assert alloc.allocate(s, size=45 * GB, cluster_uuid=_uuid("c", 0)) == _uuid("ps", 1)
+    assert alloc.allocate(s, size=60 * GB, cluster_uuid=_uuid("c", 0)).uuid == _uuid("ps", 0)
+    assert alloc.allocate(s, size=45 * GB, cluster_uuid=_uuid("c", 0)).uuid == _uuid("ps", 1)
 
 
 def test_allocate_skips_disabled_and_disconnected_and_says_why(s):
@@ -140,7 +140,7 @@ def test_allocate_without_room_names_each_shortfall(s):
 def test_allocate_with_ratio_fits_more(s):
     with pytest.raises(ApiError):
         alloc.allocate(s, size=150 * GB, cluster_uuid=_uuid("c", 0))
-    assert alloc.allocate(s, size=150 * GB, ratio=2.0, cluster_uuid=_uuid("c", 0)) == _uuid("ps", 0)
+    assert alloc.allocate(s, size=150 * GB, ratio=2.0, cluster_uuid=_uuid("c", 0)).uuid == _uuid("ps", 0)
     assert _available(s, 0) == 25 * GB
 
 
@@ -200,7 +200,7 @@ def test_concurrent_allocations_spread_and_never_over_commit(db):
         barrier.wait()
         try:
             with db.tx() as s:
-                ps = alloc.allocate(s, size=6 * GB, ratio=1.0, cluster_uuid=_uuid("c", 0))
+                ps = alloc.allocate(s, size=6 * GB, ratio=1.0, cluster_uuid=_uuid("c", 0)).uuid
         except ApiError as exc:
             assert exc.code == NO_AVAILABLE_PRIMARY_STORAGE
             ps = None
