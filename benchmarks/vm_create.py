@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     sim = subprocess.Popen([sys.executable, "-m", "simulator.server", "--port", str(sim_port),
                             "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sim_url = f"http://127.0.0.1:{sim_port}"
-    prefix = (["py-spy", "record", "--gil", "-r", "400", "-f", "raw", "-o", args.profile_mn, "--"]
+    prefix = (["py-spy", "record", "--gil", "-r", "400", "-f", "raw", "-o", args.profile_mn,
+               *(["--subprocesses"] if args.mn_processes != 1 else []), "--"]
               if args.profile_mn else [])
     mn = subprocess.Popen([*prefix, sys.executable, "-m", "mn.server", "--home", str(home), "--port", str(mn_port),
                            "--simulator-url", sim_url, "--log-level", "WARNING", "--workers", str(args.workers),

@@ -27,11 +27,12 @@ from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 from sqlalchemy import Row, and_, bindparam, exists, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from mn.db.base import new_uuid
-from mn.db.engine import error_codes
+from mn.db.engine import connection_of, error_codes
 from mn.errors import IP_ALLOCATION_FAILURE, ApiError, invalid, not_found
 from mn.iputil import int_to_ip, ip_to_int, parse_ipv4
 from mn.models import IpRange, L3Network, UsedIp
@@ -92,8 +93,8 @@ _Q_GAP = (select(UsedIp.ipInLong + 1)
           .order_by(UsedIp.ipInLong).limit(1))
 
 
-def _ranges(s: Session, l3_uuid: str, exclude_range: str | None = None) -> list[Row]:
-    rows = s.connection().execute(_Q_RANGES, {"l3": l3_uuid}).all()
+def _ranges(s: Session | Connection, l3_uuid: str, exclude_range: str | None = None) -> list[Row]:
+    rows = connection_of(s).execute(_Q_RANGES, {"l3": l3_uuid}).all()
     return [r for r in rows if r.uuid != exclude_range]
 
 
@@ -117,12 +118,20 @@ class Allocated(NamedTuple):
 _INSERT_USED = insert(UsedIp)
 
 
+def planned(l3_uuid: str, r: Row, n: int) -> Allocated:
+    """The UsedIp row that would reserve address `n` of range `r` (a new uuid; nothing written)."""
+    return Allocated(new_uuid(), r.uuid, l3_uuid, int_to_ip(n), r.netmask, r.gateway, 4, n)
+
+
 def _insert(s: Session, l3_uuid: str, r: Row, n: int, nic_uuid: str | None, used_for: str,
             ) -> Allocated | None:
+    return _insert_row(s, planned(l3_uuid, r, n), nic_uuid, used_for)
+
+
+def _insert_row(s: Session, row: Allocated, nic_uuid: str | None, used_for: str) -> Allocated | None:
     """Insert the UsedIp; None when another transaction holds the address. The insert runs in a
     savepoint, so a lost race leaves the caller's transaction intact; on SQLite a failed
     statement undoes only itself, so it needs none."""
-    row = Allocated(new_uuid(), r.uuid, l3_uuid, int_to_ip(n), r.netmask, r.gateway, 4, n)
     values = {**row._asdict(), "usedFor": used_for, "vmNicUuid": nic_uuid}
     conn = s.connection()
     try:
@@ -135,8 +144,34 @@ def _insert(s: Session, l3_uuid: str, r: Row, n: int, nic_uuid: str | None, used
     return row
 
 
-def _used_among(s: Session, l3_uuid: str, candidates: Iterable[int]) -> set[int]:
-    return set(s.connection().execute(_Q_USED_AMONG, {"l3": l3_uuid, "ips": list(candidates)}).scalars())
+def _used_among(s: Session | Connection, l3_uuid: str, candidates: Iterable[int]) -> set[int]:
+    return set(connection_of(s).execute(_Q_USED_AMONG, {"l3": l3_uuid, "ips": list(candidates)}).scalars())
+
+
+def _random_free(s: Session | Connection, l3_uuid: str, ranges: list[Row]) -> list[tuple[Row, int]]:
+    """Step 1 of the strategy: PROBES addresses drawn uniformly over all ranges, the free ones
+    (range, address) in random order."""
+    total = sum(r.endIpInLong - r.startIpInLong + 1 for r in ranges)
+    picks: dict[int, Row] = {}
+    for _ in range(min(PROBES, total)):
+        k = _rng.randrange(total)
+        for r in ranges:
+            size = r.endIpInLong - r.startIpInLong + 1
+            if k < size:
+                picks[r.startIpInLong + k] = r
+                break
+            k -= size
+    used = _used_among(s, l3_uuid, picks) if picks else set()
+    free = [(r, n) for n, r in picks.items() if n not in used]
+    _rng.shuffle(free)
+    return free
+
+
+def probe(conn: Connection, l3_uuid: str, keep: int = 4) -> list[Allocated]:
+    """Up to `keep` addresses of the L3 that a read finds free now, as planned rows: read before
+    a write transaction, they let allocate_ip (`prefetched`) reserve without reading in it."""
+    ranges = _ranges(conn, l3_uuid)
+    return [planned(l3_uuid, r, n) for r, n in _random_free(conn, l3_uuid, ranges)[:keep]] if ranges else []
 
 
 def first_free(s: Session, l3_uuid: str, lo: int, hi: int) -> int | None:
@@ -152,14 +187,21 @@ def first_free(s: Session, l3_uuid: str, lo: int, hi: int) -> int | None:
 # ---- allocation -------------------------------------------------------------------------------
 
 def allocate_ip(s: Session, l3_uuid: str, *, ip: str | None = None, nic_uuid: str | None = None,
-                used_for: str = "Vip", exclude_range: str | None = None) -> Allocated:
+                used_for: str = "Vip", exclude_range: str | None = None,
+                prefetched: Iterable[Allocated] = ()) -> Allocated:
     """Reserve an IP of the L3 network in the caller's transaction and return its UsedIp row.
 
     With `ip`, that exact (static) address, which must lie in a Normal range of the L3 and be
     free (L3.1001 otherwise, like ZStack's allocator; a malformed IP is SYS.1007). Without, a
-    random free address. `exclude_range` skips one range (e.g. being deleted).
+    random free address: first the `prefetched` ones (probe() of this L3, without
+    `exclude_range`), in order, then the strategy above. `exclude_range` skips one range.
     """
     s.flush()
+    if ip is None:
+        for guess in prefetched:
+            row = _insert_row(s, guess, nic_uuid, used_for)
+            if row is not None:
+                return row
     ranges = _ranges(s, l3_uuid, exclude_range)
     if not ranges and s.get(L3Network, l3_uuid) is None:
         raise not_found("L3NetworkVO", l3_uuid)
@@ -169,21 +211,8 @@ def allocate_ip(s: Session, l3_uuid: str, *, ip: str | None = None, nic_uuid: st
         raise ApiError(IP_ALLOCATION_FAILURE, f"no free IP in L3 network {l3_uuid}: it has no IP range")
     conflicts = 0
     # 1. random probes, uniform over all addresses of all ranges
-    total = sum(r.endIpInLong - r.startIpInLong + 1 for r in ranges)
-    picks: dict[int, Row] = {}
-    for _ in range(min(PROBES, total)):
-        k = _rng.randrange(total)
-        for r in ranges:
-            size = r.endIpInLong - r.startIpInLong + 1
-            if k < size:
-                picks[r.startIpInLong + k] = r
-                break
-            k -= size
-    used = _used_among(s, l3_uuid, picks)
-    free = [n for n in picks if n not in used]
-    _rng.shuffle(free)
-    for n in free:
-        row = _insert(s, l3_uuid, picks[n], n, nic_uuid, used_for)
+    for r, n in _random_free(s, l3_uuid, ranges):
+        row = _insert(s, l3_uuid, r, n, nic_uuid, used_for)
         if row is not None:
             return row
         conflicts += 1

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, case, exists, func, or_, select, update
+from sqlalchemy import Row, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -138,13 +138,15 @@ def _local_storage_pins(ps_uuid: Any, vm_uuid: Any | None) -> list:
 _CANDIDATE_QUERIES: dict[tuple, Any] = {}  # (request shape, limit) -> statement with bind parameters
 
 
-def candidates(s: Session | Connection, req: HostRequest, limit: int = CANDIDATE_LIMIT) -> list[str]:
-    """Uuids of hosts that pass every filter, in the strategy's order (no reservation). The
-    statement is built once per request shape (every VM creation asks)."""
+def candidate_rows(s: Session | Connection, req: HostRequest, limit: int = CANDIDATE_LIMIT) -> list[Row]:
+    """The hosts that pass every filter, in the strategy's order (no reservation), as rows of
+    uuid, clusterUuid, zoneUuid, hypervisorType and agentUrl. The statement is built once per
+    request shape (every VM creation asks)."""
     key = (_shape(req), limit)
     q = _CANDIDATE_QUERIES.get(key)
     if q is None:
-        q = select(Host.uuid).where(*_filters(req, template=True))
+        q = (select(Host.uuid, Host.clusterUuid, Host.zoneUuid, Host.hypervisorType, Host.agentUrl)
+             .where(*_filters(req, template=True)))
         if req.strategy == LEAST_VM:
             vms = (select(func.count()).select_from(VmInstance)
                    .where(VmInstance.hostUuid == Host.uuid, VmInstance.state.in_(HOLDING_STATES))
@@ -153,7 +155,12 @@ def candidates(s: Session | Connection, req: HostRequest, limit: int = CANDIDATE
         else:
             q = q.order_by(func.random())
         q = _CANDIDATE_QUERIES.setdefault(key, q.limit(limit))
-    return list(connection_of(s).execute(q, _params(req)).scalars())
+    return list(connection_of(s).execute(q, _params(req)))
+
+
+def candidates(s: Session | Connection, req: HostRequest, limit: int = CANDIDATE_LIMIT) -> list[str]:
+    """Uuids of the hosts that pass every filter, in the strategy's order (candidate_rows)."""
+    return [r.uuid for r in candidate_rows(s, req, limit)]
 
 
 # Built once: every VM start reserves (a compare-and-swap on the host's free capacity).

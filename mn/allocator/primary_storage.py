@@ -19,9 +19,11 @@ from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import Row, bindparam, case, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from mn.db.engine import connection_of
 from mn.errors import NO_AVAILABLE_PRIMARY_STORAGE, ApiError, invalid
 from mn.models import PrimaryStorage, PrimaryStorageClusterRef
 
@@ -69,7 +71,7 @@ def release(s: Session, ps_uuid: str, size: int, ratio: float = 1.0) -> None:
               .execution_options(synchronize_session=False))
 
 
-def _label(ps: PrimaryStorage) -> str:
+def _label(ps: Row) -> str:
     return f"PrimaryStorageVO[uuid:{ps.uuid}, name:{ps.name}]"
 
 
@@ -84,28 +86,60 @@ def _scope(cluster_uuid: str | None, zone_uuid: str | None, ps_uuid: str | None)
     return " in ".join(parts) if parts else "the whole cloud"
 
 
+_CANDIDATE_QUERIES: dict[tuple[bool, bool, bool], Any] = {}  # filters given -> prebuilt statement
+
+
+def candidate_rows(s: Session | Connection, *, cluster_uuid: str | None = None, zone_uuid: str | None = None,
+                   ps_uuid: str | None = None) -> list[Row]:
+    """The primary storages attached to `cluster_uuid`, in `zone_uuid` and/or equal to `ps_uuid`
+    (each given filter applies), most available capacity first: rows of the table's columns."""
+    shape = (cluster_uuid is not None, zone_uuid is not None, ps_uuid is not None)
+    q = _CANDIDATE_QUERIES.get(shape)
+    if q is None:
+        table = PrimaryStorage.__table__
+        q = select(table)
+        if shape[0]:
+            q = q.where(table.c.uuid.in_(select(PrimaryStorageClusterRef.primaryStorageUuid)
+                                         .where(PrimaryStorageClusterRef.clusterUuid == bindparam("cluster"))))
+        if shape[1]:
+            q = q.where(table.c.zoneUuid == bindparam("zone"))
+        if shape[2]:
+            q = q.where(table.c.uuid == bindparam("ps"))
+        q = _CANDIDATE_QUERIES.setdefault(shape, q.order_by(table.c.availableCapacity.desc(), table.c.uuid))
+    return list(connection_of(s).execute(q, {"cluster": cluster_uuid, "zone": zone_uuid, "ps": ps_uuid}))
+
+
+def _usable(ps: Row, amount: int, skip: set[str]) -> str | None:
+    """Why the storage cannot take `amount` now, or None when it can (as far as this row shows)."""
+    if ps.uuid in skip:
+        return f"{_label(ps)} is excluded"
+    if ps.state != USABLE_STATE:
+        return f"{_label(ps)} is {ps.state}, not {USABLE_STATE}"
+    if ps.status != USABLE_STATUS:
+        return f"{_label(ps)} is {ps.status}, not {USABLE_STATUS}"
+    if ps.availableCapacity < amount:
+        return f"{_label(ps)} has {ps.availableCapacity} bytes available, needs {amount}"
+    return None
+
+
 def allocate(s: Session, *, size: int, ratio: float = 1.0, cluster_uuid: str | None = None,
              zone_uuid: str | None = None, ps_uuid: str | None = None, exclude: Iterable[str] = (),
-             ) -> PrimaryStorage:
+             prefetched: list[Row] | None = None) -> Row:
     """Choose an Enabled, Connected primary storage with room for `size` and reserve it.
 
-    Candidates are the storages attached to `cluster_uuid`, in `zone_uuid` and/or equal to
-    `ps_uuid` (each given filter applies), minus `exclude`; the one with the most available
-    capacity is tried first, and a candidate whose compare-and-swap loses a race is skipped for
-    the next. Returns the chosen uuid; raises NO_AVAILABLE_PRIMARY_STORAGE saying why each
-    candidate was rejected. The returned row shows the capacity as read before the reservation.
+    Candidates are candidate_rows() minus `exclude`; the one with the most available capacity
+    is tried first, and a candidate whose compare-and-swap loses a race is skipped for the next.
+    `prefetched`: candidate_rows() of the same filters read before the caller's write
+    transaction began (so the write holds its lock for the reservation only), tried first.
+    Returns the chosen storage's row (its capacity as read before the reservation); raises
+    NO_AVAILABLE_PRIMARY_STORAGE saying why each candidate was rejected.
     """
     amount = needed(size, ratio)
-    q = select(PrimaryStorage)
-    if cluster_uuid is not None:
-        q = q.where(PrimaryStorage.uuid.in_(select(PrimaryStorageClusterRef.primaryStorageUuid)
-                                            .where(PrimaryStorageClusterRef.clusterUuid == cluster_uuid)))
-    if zone_uuid is not None:
-        q = q.where(PrimaryStorage.zoneUuid == zone_uuid)
-    if ps_uuid is not None:
-        q = q.where(PrimaryStorage.uuid == ps_uuid)
-    rows = s.scalars(q.order_by(PrimaryStorage.availableCapacity.desc(), PrimaryStorage.uuid)).all()
     skip = set(exclude)
+    for ps in prefetched or ():
+        if _usable(ps, amount, skip) is None and _cas(s, ps.uuid, amount, usable_only=True):
+            return ps
+    rows = candidate_rows(s, cluster_uuid=cluster_uuid, zone_uuid=zone_uuid, ps_uuid=ps_uuid)
     want = f"{size} bytes" + (f" ({amount} after over-provisioning ratio {ratio})" if amount != size else "")
     if not rows:
         where = _scope(cluster_uuid, zone_uuid, ps_uuid)
@@ -114,14 +148,9 @@ def allocate(s: Session, *, size: int, ratio: float = 1.0, cluster_uuid: str | N
         raise ApiError(NO_AVAILABLE_PRIMARY_STORAGE, f"no primary storage can provide {want} in {where}: {reason}")
     rejected: list[str] = []
     for ps in rows:
-        if ps.uuid in skip:
-            rejected.append(f"{_label(ps)} is excluded")
-        elif ps.state != USABLE_STATE:
-            rejected.append(f"{_label(ps)} is {ps.state}, not {USABLE_STATE}")
-        elif ps.status != USABLE_STATUS:
-            rejected.append(f"{_label(ps)} is {ps.status}, not {USABLE_STATUS}")
-        elif ps.availableCapacity < amount:
-            rejected.append(f"{_label(ps)} has {ps.availableCapacity} bytes available, needs {amount}")
+        why = _usable(ps, amount, skip)
+        if why is not None:
+            rejected.append(why)
         elif _cas(s, ps.uuid, amount, usable_only=True):
             return ps
         else:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from mn.context import ApiContext
@@ -28,6 +29,22 @@ def resource_name(model: type) -> str:
 
 def get_or_404(s: Session, model: type[M], uuid: str | None) -> M:
     row = s.get(model, uuid) if uuid else None
+    if row is None:
+        raise not_found(resource_name(model), str(uuid))
+    return row
+
+
+_ROW_BY_UUID: dict[type, Any] = {}  # model -> prebuilt select of its table's row by uuid
+
+
+def row_or_404(conn: Connection, model: type, uuid: str | None) -> Row:
+    """The row of `model`'s own table with this uuid, read in Core (a Row with the columns as
+    attributes, no ORM object: for reads that only look), or RESOURCE_NOT_FOUND."""
+    q = _ROW_BY_UUID.get(model)
+    if q is None:
+        table = model.__table__  # type: ignore[attr-defined]
+        q = _ROW_BY_UUID.setdefault(model, select(table).where(table.c.uuid == bindparam("u")))
+    row = conn.execute(q, {"u": uuid}).first() if uuid else None
     if row is None:
         raise not_found(resource_name(model), str(uuid))
     return row

@@ -37,7 +37,7 @@ from mn.allocator import host as host_alloc
 from mn.allocator import primary_storage as ps_alloc
 from mn.context import ApiContext
 from mn.db.base import new_uuid, utcnow
-from mn.errors import invalid, not_found
+from mn.errors import VM_STATE_ERROR, ApiError, invalid, not_found
 from mn.flow import Flow, Step, register_flow
 from mn.globalconfig import HOST_ALLOCATOR_STRATEGY, MEMORY_OVER_PROVISIONING, PS_OVER_PROVISIONING
 from mn.models import (
@@ -57,7 +57,7 @@ from mn.models import (
     Volume,
     Zone,
 )
-from mn.services.common import add_tags, get_or_404, new_resource_uuid
+from mn.services.common import add_tags, new_resource_uuid, row_or_404
 from mn.services.vm_common import (
     CREATED,
     RUNNING,
@@ -107,11 +107,15 @@ def _enabled(row: Any, what: str) -> None:
         raise invalid(f"{what}[uuid:{row.uuid}] is {row.state}; it must be Enabled")
 
 
-def resolve(ctx: ApiContext, msg: dict[str, Any], s: Session) -> Plan:
-    """Validate CreateVmInstance and compute its plan. Reads only; no side effects."""
+# Built once: every creation reads its L3 networks.
+_L3_ROWS = select(L3Network.__table__).where(L3Network.uuid.in_(bindparam("l3s", expanding=True)))
+
+
+def resolve(ctx: ApiContext, msg: dict[str, Any], conn: Connection) -> Plan:
+    """Validate CreateVmInstance and compute its plan. Reads only (Core rows); no side effects."""
     offering = None
     if msg.get("instanceOfferingUuid"):
-        offering = get_or_404(s, InstanceOffering, msg["instanceOfferingUuid"])
+        offering = row_or_404(conn, InstanceOffering, msg["instanceOfferingUuid"])
         _enabled(offering, "InstanceOfferingVO")
     cpu = msg.get("cpuNum") or (offering.cpuNum if offering else None)
     memory = msg.get("memorySize") or (offering.memorySize if offering else None)
@@ -121,13 +125,13 @@ def resolve(ctx: ApiContext, msg: dict[str, Any], s: Session) -> Plan:
         raise invalid(f"cpuNum and memorySize must be positive, got {cpu} and {memory}")
     if not msg.get("imageUuid"):
         raise invalid("CreateVmInstance needs imageUuid")
-    image = get_or_404(s, Image, msg["imageUuid"])
+    image = row_or_404(conn, Image, msg["imageUuid"])
     _enabled(image, "ImageVO")
     if image.status != "Ready":
         raise invalid(f"ImageVO[uuid:{image.uuid}] is {image.status}; it must be Ready")
     root_offering = None
     if msg.get("rootDiskOfferingUuid"):
-        root_offering = get_or_404(s, DiskOffering, msg["rootDiskOfferingUuid"])
+        root_offering = row_or_404(conn, DiskOffering, msg["rootDiskOfferingUuid"])
     if image.mediaType == "ISO":
         if root_offering is None and not msg.get("rootDiskSize"):
             raise invalid("a VM created from an ISO needs rootDiskOfferingUuid or rootDiskSize")
@@ -140,7 +144,7 @@ def resolve(ctx: ApiContext, msg: dict[str, Any], s: Session) -> Plan:
                       "RootVolumeTemplate or an ISO")
     data_disks: list[dict[str, Any]] = []
     for du in msg.get("dataDiskOfferingUuids") or []:
-        d = get_or_404(s, DiskOffering, du)
+        d = row_or_404(conn, DiskOffering, du)
         _enabled(d, "DiskOfferingVO")
         data_disks.append({"size": d.diskSize, "diskOfferingUuid": d.uuid})
     for size in msg.get("dataDiskSizes") or []:
@@ -150,7 +154,7 @@ def resolve(ctx: ApiContext, msg: dict[str, Any], s: Session) -> Plan:
     l3s = list(dict.fromkeys(msg.get("l3NetworkUuids") or []))
     if not l3s:
         raise invalid("CreateVmInstance needs at least one L3 network in l3NetworkUuids")
-    l3_rows = {r.uuid: r for r in s.scalars(select(L3Network).where(L3Network.uuid.in_(l3s)))}
+    l3_rows = {r.uuid: r for r in conn.execute(_L3_ROWS, {"l3s": l3s})}
     for u in l3s:
         if u not in l3_rows:
             raise not_found("L3NetworkVO", u)
@@ -165,14 +169,14 @@ def resolve(ctx: ApiContext, msg: dict[str, Any], s: Session) -> Plan:
             raise invalid(f"the static IP {ip} names L3 network {l3}, which the VM does not join")
     zone_uuid, cluster_uuid, host_uuid = msg.get("zoneUuid"), msg.get("clusterUuid"), msg.get("hostUuid")
     if zone_uuid:
-        _enabled(get_or_404(s, Zone, zone_uuid), "ZoneVO")
+        _enabled(row_or_404(conn, Zone, zone_uuid), "ZoneVO")
     if cluster_uuid:
-        _enabled(get_or_404(s, Cluster, cluster_uuid), "ClusterVO")
+        _enabled(row_or_404(conn, Cluster, cluster_uuid), "ClusterVO")
     if host_uuid:
-        get_or_404(s, Host, host_uuid)
+        row_or_404(conn, Host, host_uuid)
     ps_uuid = msg.get("primaryStorageUuidForRootVolume")
     if ps_uuid:
-        get_or_404(s, PrimaryStorage, ps_uuid)
+        row_or_404(conn, PrimaryStorage, ps_uuid)
     ratio = ctx.gconf.get(MEMORY_OVER_PROVISIONING)
     strategy = (offering.allocatorStrategy if offering and offering.allocatorStrategy
                 else ctx.gconf.get(HOST_ALLOCATOR_STRATEGY))
@@ -193,9 +197,10 @@ def resolve(ctx: ApiContext, msg: dict[str, Any], s: Session) -> Plan:
 
 def check_create(ctx: ApiContext, msg: dict[str, Any]) -> None:
     """Validate and plan; the plan rides on the message to the job (`msg.resolved_plan`)."""
-    with ctx.db.ro() as s:
-        plan = resolve(ctx, msg, s)
-        if msg.get("resourceUuid") and s.get(VmInstance, plan.vm_uuid) is not None:  # fresh ones are new
+    with ctx.db.read() as conn:
+        plan = resolve(ctx, msg, conn)
+        if msg.get("resourceUuid") and conn.execute(  # a fresh uuid is new
+                select(VmInstance.uuid).where(VmInstance.uuid == plan.vm_uuid)).first() is not None:
             raise invalid(f"resourceUuid {plan.vm_uuid} is already used by a VM")
     msg.resolved_plan = plan  # type: ignore[attr-defined]
 
@@ -221,45 +226,68 @@ _NIC_IP = (update(VmNic).where(VmNic.uuid == bindparam("nic"))
                    gateway=bindparam("gw"), ipVersion=bindparam("ver")))
 
 
+def _agent_url(host: Any) -> str:
+    if not host.agentUrl:
+        raise ApiError(VM_STATE_ERROR, f"HostVO[uuid:{host.uuid}] has no agent address")
+    return host.agentUrl
+
+
+def _nic_ip(used: ipam.Allocated | None) -> dict[str, Any]:
+    """A NIC's IP columns for a reserved (or planned) UsedIp."""
+    if used is None:
+        return {"usedIpUuid": None, "ip": None, "netmask": None, "gateway": None, "ipVersion": 4}
+    return {"usedIpUuid": used.uuid, "ip": used.ip, "netmask": used.netmask, "gateway": used.gateway,
+            "ipVersion": used.ipVersion}
+
+
 def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
-    """One grouped write: the reservations and the VM's rows. The reads that need no lock (host
-    candidates before, the start command's network details after) stay outside it, so the
-    database's writer lock (SQLite: one writer for every MN process) is held for the writes."""
+    """One grouped write: the reservations and the VM's rows. The reads that need no lock stay
+    outside it, so the database's writer lock (SQLite: one writer for every MN process) is held
+    for the writes: before it, the host candidates (with what the VM needs of the host), the
+    primary storages of the first candidate's cluster and a few free IPs of each L3, all tried by
+    compare-and-swap or unique insert (a stale one fails harmlessly and the step reads afresh
+    inside the write); after it, the start command's network details and the image source."""
     p = d["plan"]
     ps_ratio = ctx.gconf.get(PS_OVER_PROVISIONING)
     start = p["strategy"] == "InstantStart"
     instantiate = p["strategy"] != "JustCreate"
     req = _host_request(ctx, p) if start else _host_request(ctx, p, cpu=0, memory=0)
     with ctx.db.read() as conn:
-        found = host_alloc.candidates(conn, req) if start else host_alloc.candidates(conn, req, limit=1)
+        found = {h.uuid: h for h in host_alloc.candidate_rows(conn, req, **({} if start else {"limit": 1}))}
+        first = next(iter(found.values()), None)
+        storages = (ps_alloc.candidate_rows(conn, cluster_uuid=first.clusterUuid, ps_uuid=p["ps_uuid"])
+                    if instantiate and first is not None else [])
+        ips = {l3: ipam.probe(conn, l3) for l3 in p["l3s"] if l3 not in p["static_ips"]}
     rows: dict[str, Any] = {}
 
     def run(s: Session) -> None:  # the journal entry announcing this step commits with its effects
         conn = s.connection()
         host_uuid = None
         if start:
-            host_uuid = host_alloc.allocate(s, req, prefetched=found)
+            host_uuid = host_alloc.allocate(s, req, prefetched=list(found))
             d["reserved"] = {"host": host_uuid, "cpu": p["cpu"], "memory": p["reserved_memory"]}
-            target = s.get(Host, host_uuid)
-        else:
-            # Not started: pick where the volumes go without taking CPU or memory.
-            target = s.get(Host, found[0] if found else host_alloc.allocate(s, req))
+        else:  # not started: pick where the volumes go without taking CPU or memory
+            host_uuid = first.uuid if first is not None else host_alloc.allocate(s, req)
+        target = found.get(host_uuid) or s.get(Host, host_uuid)
+        if not start:
+            host_uuid = None
         cluster_uuid, zone_uuid = target.clusterUuid, target.zoneUuid
         total = p["root_size"] + sum(x["size"] for x in p["data_disks"])
         ps_uuid = None
         if instantiate:
-            ps = ps_alloc.allocate(s, size=total, ratio=ps_ratio, cluster_uuid=cluster_uuid,
-                                   ps_uuid=p["ps_uuid"])
+            ps = ps_alloc.allocate(s, size=total, ratio=ps_ratio, cluster_uuid=cluster_uuid, ps_uuid=p["ps_uuid"],
+                                   prefetched=storages if first is not None and
+                                   cluster_uuid == first.clusterUuid else None)
             ps_uuid = ps.uuid
             d["psReserved"] = {"ps": ps_uuid, "size": total, "ratio": ps_ratio}
             # Where each volume will be: in the journal before any agent creates it, so recovery
             # can delete a volume whose creation was in flight.
-            url, ps_dir = ps_url(s, ps_uuid, host_uuid), ps.url  # `ps` held: ps_url finds it loaded
+            url = ps.agentUrl or (_agent_url(target) if host_uuid else ps_url(s, ps_uuid))
             d["paths"] = {vu: {"url": url, "ps": ps_uuid, "host": host_uuid,
-                               "path": volume_install_path(ps_dir, vu, vu == d["rootVolumeUuid"])}
+                               "path": volume_install_path(ps.url, vu, vu == d["rootVolumeUuid"])}
                           for vu in [d["rootVolumeUuid"], *d["dataVolumeUuids"]]}
         if start:
-            rows["agent"] = host_url(s, host_uuid)
+            rows["agent"] = _agent_url(target)
         d["zone"] = zone_uuid
         vm = rows["vm"] = dict(
             uuid=p["vm_uuid"], name=p["name"], description=p["description"], zoneUuid=zone_uuid,
@@ -285,14 +313,18 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
         conn.execute(_INSERT_VOLUME, vols)  # executemany: every row has the same keys
         nics = rows["nics"] = []
         for i, (nu, l3) in enumerate(zip(d["nicUuids"], p["l3s"], strict=True)):
+            guess = ips[l3][0] if ips.get(l3) else None  # the NIC row carries it when it holds
             nic = dict(uuid=nu, vmInstanceUuid=vm["uuid"], l3NetworkUuid=l3, mac=ipam.new_mac(), driverType="virtio",
-                       hypervisorType=target.hypervisorType, deviceId=i, internalName=f"vnic{vm['internalId']}.{i}")
+                       hypervisorType=target.hypervisorType, deviceId=i, internalName=f"vnic{vm['internalId']}.{i}",
+                       **_nic_ip(guess))
             conn.execute(_INSERT_NIC, nic)
-            used = ipam.allocate_ip(s, l3, ip=p["static_ips"].get(l3), nic_uuid=nu, used_for="Vip")
-            conn.execute(_NIC_IP, {"nic": nu, "used": used.uuid, "nip": used.ip, "mask": used.netmask,
-                                   "gw": used.gateway, "ver": used.ipVersion})
-            nics.append({**nic, "usedIpUuid": used.uuid, "ip": used.ip, "netmask": used.netmask,
-                         "gateway": used.gateway, "ipVersion": used.ipVersion})
+            used = ipam.allocate_ip(s, l3, ip=p["static_ips"].get(l3), nic_uuid=nu, used_for="Vip",
+                                    prefetched=ips.get(l3, ()))
+            if used != guess:
+                nic.update(_nic_ip(used))
+                conn.execute(_NIC_IP, {"nic": nu, "used": used.uuid, "nip": used.ip, "mask": used.netmask,
+                                       "gw": used.gateway, "ver": used.ipVersion})
+            nics.append(nic)
         add_tags(s, vm["uuid"], "VmInstanceVO", {"systemTags": p["system_tags"], "userTags": p["user_tags"]})
 
     ctx.flow_grouped(run)
@@ -512,8 +544,8 @@ def create_vm(ctx: ApiContext, msg: dict[str, Any]) -> str:
     (whatever changed since is caught by the flow: allocation, image source, agents)."""
     plan = getattr(msg, "resolved_plan", None)
     if plan is None:
-        with ctx.db.ro() as s:
-            plan = resolve(ctx, msg, s)
+        with ctx.db.read() as conn:
+            plan = resolve(ctx, msg, conn)
     data: dict[str, Any] = {
         "plan": plan.__dict__,
         "rootVolumeUuid": new_uuid(),
