@@ -11,10 +11,10 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mn import models as m
@@ -98,6 +98,13 @@ def _plan(model: type, inventory: str, wanted: frozenset[str] | None, loaded: fr
     return tuple(out)
 
 
+@cache
+def _children_query(c: Collection) -> Any:
+    """The children of some parents (`keys`), built once per collection (every inventory asks)."""
+    q = select(c.model).where(getattr(c.model, c.fk).in_(bindparam("keys", expanding=True)))
+    return q.order_by(getattr(c.model, c.order_by)) if c.order_by else q
+
+
 def to_inventories(s: Session, rows: Sequence[Any], fields: Sequence[str] | None = None) -> list[dict]:
     """Serialise rows of one model; `fields` restricts the output (the query API's `fields`)."""
     if not rows:
@@ -112,10 +119,7 @@ def to_inventories(s: Session, rows: Sequence[Any], fields: Sequence[str] | None
         keys = [getattr(r, c.key) for r in rows]
         groups: dict[Any, list] = defaultdict(list)
         for i in range(0, len(keys), 500):
-            q = select(c.model).where(getattr(c.model, c.fk).in_(keys[i:i + 500]))
-            if c.order_by:
-                q = q.order_by(getattr(c.model, c.order_by))
-            children = s.scalars(q).all()
+            children = s.scalars(_children_query(c), {"keys": keys[i:i + 500]}).all()
             if c.attr:
                 for ch in children:
                     groups[getattr(ch, c.fk)].append(getattr(ch, c.attr))

@@ -148,12 +148,13 @@ def _used_among(s: Session | Connection, l3_uuid: str, candidates: Iterable[int]
     return set(connection_of(s).execute(_Q_USED_AMONG, {"l3": l3_uuid, "ips": list(candidates)}).scalars())
 
 
-def _random_free(s: Session | Connection, l3_uuid: str, ranges: list[Row]) -> list[tuple[Row, int]]:
-    """Step 1 of the strategy: PROBES addresses drawn uniformly over all ranges, the free ones
+def _random_free(s: Session | Connection, l3_uuid: str, ranges: list[Row], probes: int = PROBES,
+                 ) -> list[tuple[Row, int]]:
+    """Step 1 of the strategy: `probes` addresses drawn uniformly over all ranges, the free ones
     (range, address) in random order."""
     total = sum(r.endIpInLong - r.startIpInLong + 1 for r in ranges)
     picks: dict[int, Row] = {}
-    for _ in range(min(PROBES, total)):
+    for _ in range(min(probes, total)):
         k = _rng.randrange(total)
         for r in ranges:
             size = r.endIpInLong - r.startIpInLong + 1
@@ -168,10 +169,13 @@ def _random_free(s: Session | Connection, l3_uuid: str, ranges: list[Row]) -> li
 
 
 def probe(conn: Connection, l3_uuid: str, keep: int = 4) -> list[Allocated]:
-    """Up to `keep` addresses of the L3 that a read finds free now, as planned rows: read before
-    a write transaction, they let allocate_ip (`prefetched`) reserve without reading in it."""
+    """Up to `keep` addresses of the L3 that a read finds free now (of 2 * keep random probes),
+    as planned rows: read before a write transaction, they let allocate_ip (`prefetched`)
+    reserve without reading in it; when none is found, allocate_ip probes in full there."""
     ranges = _ranges(conn, l3_uuid)
-    return [planned(l3_uuid, r, n) for r, n in _random_free(conn, l3_uuid, ranges)[:keep]] if ranges else []
+    if not ranges:
+        return []
+    return [planned(l3_uuid, r, n) for r, n in _random_free(conn, l3_uuid, ranges, 2 * keep)[:keep]]
 
 
 def first_free(s: Session, l3_uuid: str, lo: int, hi: int) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from kvmagent.protocol import NicTO, VolumeTO, bridge_name
@@ -67,16 +67,20 @@ def volume_to(v: Volume) -> VolumeTO:
                     format=v.format, size=v.size)
 
 
+# Built once: every VM start asks them.
+_L2_OF_L3S = select(L3Network.uuid, L3Network.l2NetworkUuid).where(L3Network.uuid.in_(bindparam("l3s", expanding=True)))
+_L2S = select(L2Network.uuid, L2Network.vlan).where(L2Network.uuid.in_(bindparam("l2s", expanding=True)))
+
+
 def nic_tos(s: Session, nics: list[VmNic]) -> list[NicTO]:
     if not nics:
         return []
-    l3s = {l3.uuid: l3 for l3 in s.scalars(select(L3Network).where(
-        L3Network.uuid.in_({n.l3NetworkUuid for n in nics})))}
-    l2s = {l2.uuid: l2 for l2 in s.scalars(select(L2Network).where(
-        L2Network.uuid.in_({l3.l2NetworkUuid for l3 in l3s.values()})))}
+    conn = s.connection()
+    l3s = {r.uuid: r.l2NetworkUuid for r in conn.execute(_L2_OF_L3S, {"l3s": list({n.l3NetworkUuid for n in nics})})}
+    l2s = {r.uuid: r for r in conn.execute(_L2S, {"l2s": list(set(l3s.values()))})}
     out = []
     for n in nics:
-        l2 = l2s[l3s[n.l3NetworkUuid].l2NetworkUuid]
+        l2 = l2s[l3s[n.l3NetworkUuid]]
         out.append(NicTO(uuid=n.uuid, mac=n.mac, bridgeName=bridge_name(l2.uuid, l2.vlan), deviceId=n.deviceId,
                          ip=n.ip, netmask=n.netmask, gateway=n.gateway, driverType=n.driverType,
                          l3NetworkUuid=n.l3NetworkUuid))

@@ -114,6 +114,23 @@ def test_fills_a_range_then_reports_full(net):
         assert e.details == f"no free IP in L3 network {L3} (ranges: 10.0.0.10-10.0.0.29)"
 
 
+def test_prefetched_addresses_are_reserved_first_and_taken_ones_skipped(net):
+    """probe() reads free addresses before the write; allocate_ip reserves the first that is
+    still free and allocates afresh when all were taken meanwhile."""
+    with net.tx() as s:
+        r = add_range(s, "10.0.0.10", "10.0.0.29")
+    with net.read() as conn:
+        guesses = ipam.probe(conn, L3, keep=3)
+    assert len(guesses) == 3 and len({g.ip for g in guesses}) == 3
+    with net.tx() as s:
+        fill(s, r, [guesses[0].ipInLong])  # taken by another transaction after the probe
+        assert ipam.allocate_ip(s, L3, prefetched=guesses) == guesses[1]
+        fill(s, r, [guesses[2].ipInLong])
+        got = ipam.allocate_ip(s, L3, prefetched=guesses)
+        assert got.ip not in {g.ip for g in guesses}
+    assert len(used(net)) == 4
+
+
 def test_no_range(net):
     with net.tx() as s:
         e = _err(ipam.allocate_ip, s, L3)

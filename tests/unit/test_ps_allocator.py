@@ -111,6 +111,17 @@ def test_allocate_honours_exclude_and_pins(s):
     assert alloc.allocate(s, size=GB, cluster_uuid=_uuid("c", 1)).uuid == _uuid("ps", 1)
 
 
+def test_prefetched_candidates_are_tried_first_and_stale_ones_fall_back(s):
+    """Candidates read before the write: a usable one is reserved without reading again; one
+    whose capacity went meanwhile fails its compare-and-swap and the fresh candidates are used."""
+    rows = alloc.candidate_rows(s, cluster_uuid=_uuid("c", 0))
+    assert [r.uuid for r in rows] == [_uuid("ps", 0), _uuid("ps", 1)]  # most available first
+    assert alloc.allocate(s, size=GB, cluster_uuid=_uuid("c", 0), prefetched=rows[1:]).uuid == _uuid("ps", 1)
+    assert alloc.reserve(s, _uuid("ps", 0), 99 * GB)  # taken by "another MN" after the read
+    assert alloc.allocate(s, size=10 * GB, cluster_uuid=_uuid("c", 0), prefetched=rows).uuid == _uuid("ps", 1)
+    assert _available(s, 0) == GB
+
+
 def test_allocate_falls_over_to_a_storage_with_room(s):
     assert alloc.allocate(s, size=60 * GB, cluster_uuid=_uuid("c", 0)).uuid == _uuid("ps", 0)
     assert alloc.allocate(s, size=45 * GB, cluster_uuid=_uuid("c", 0)).uuid == _uuid("ps", 1)
