@@ -26,6 +26,8 @@ from pathlib import Path
 import urllib3
 
 from mn.client import ClientError, ZStackClient
+from mn.config import MNConfig
+from mn.workers import process_count
 
 GB = 1 << 30
 
@@ -193,12 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hosts", type=int, default=100)
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--db-url")
-    ap.add_argument("--workers", type=int, default=32, help="MN job workers (per MN process)")
-    ap.add_argument("--http-threads", type=int, default=128, help="MN API server threads (per MN process)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="MN job workers per MN process (default 0: the MN's own choice, MNConfig.job_threads)")
+    ap.add_argument("--http-threads", type=int, default=0,
+                    help="MN API server threads per MN process (default 0: MNConfig.api_threads)")
     ap.add_argument("--perf-stat", action="store_true",
                     help="also count the MN's context switches per VM (Linux perf)")
-    ap.add_argument("--mn-processes", type=int, default=1,
-                    help="MN processes sharing the API port (MNConfig.processes; 0: one per CPU)")
+    ap.add_argument("--mn-processes", type=int, default=0,
+                    help="MN processes sharing the API port (MNConfig.processes; default 0: one per CPU)")
     ap.add_argument("--profile-mn", metavar="FILE",
                     help="run the MN under py-spy (GIL holder only: where its CPU goes), collapsed stacks to FILE")
     args = ap.parse_args(argv)
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                             "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sim_url = f"http://127.0.0.1:{sim_port}"
     prefix = (["py-spy", "record", "--gil", "-r", "400", "-f", "raw", "-o", args.profile_mn,
-               *(["--subprocesses"] if args.mn_processes != 1 else []), "--"]
+               *(["--subprocesses"] if process_count(MNConfig(processes=args.mn_processes)) > 1 else []), "--"]
               if args.profile_mn else [])
     mn = subprocess.Popen([*prefix, sys.executable, "-m", "mn.server", "--home", str(home), "--port", str(mn_port),
                            "--simulator-url", sim_url, "--log-level", "WARNING", "--workers", str(args.workers),
@@ -224,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         env = build_zone(api, args.hosts)
         print(f"zone with {args.hosts} simulated hosts ready in {time.perf_counter() - t0:.1f} s "
-              f"(db: {args.db_url or 'sqlite'}, {args.clients} clients, {args.mn_processes} MN process(es))")
+              f"(db: {args.db_url or 'sqlite'}, {args.clients} clients, {process_count(MNConfig(processes=args.mn_processes))} MN process(es))")
         print(f"{'N':>6} {'wall s':>8} {'VMs/s':>8} {'p50 s':>7} {'p99 s':>7} {'errors':>6}"
               f"   CPU ms/VM: {'MN':>6} {'sim':>6} {'client':>6}   MN RSS MiB")
         total = 0

@@ -93,7 +93,7 @@ def create_app(config: MNConfig | None = None, worker: Worker = Worker()) -> Fla
     config = config or MNConfig.load()
     load_all()
     svc = build_services(config, worker)
-    runner = JobRunner(svc.db, svc.mn_uuid, workers=config.workers)
+    runner = JobRunner(svc.db, svc.mn_uuid, workers=config.job_threads(worker.count))
     svc.extras["jobs"] = runner
     from mn import recovery
 

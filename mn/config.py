@@ -21,8 +21,9 @@ class MNConfig:
     db_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
-    workers: int = 32          # job executor threads
-    http_threads: int = 128    # API server threads (long-polling result requests hold one each)
+    workers: int = 0           # job executor threads per process (0: job_threads() decides)
+    http_threads: int = 0      # API server threads per process (0: api_threads() decides; a
+                               # long-polling result request holds one)
     simulator_url: str = ""    # where simulated hosts and storages are served
     embedded_simulator: bool = False
     simulator_port: int = 8090
@@ -33,13 +34,27 @@ class MNConfig:
     log_level: str = "INFO"
     management_ip: str = ""    # the address agents reach this MN at (default: `host`, or this
                                # machine's address when `host` is a wildcard)
-    processes: int = 1         # MN processes sharing `port` (SO_REUSEPORT), 0: one per CPU (mn/workers.py)
+    processes: int = 0         # MN processes sharing `port` (SO_REUSEPORT), 0: one per CPU (mn/workers.py)
     callback_port: int = 0     # set at start: where this process takes agents' async replies (0: `port`)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
         if not self.db_url:
             self.db_url = f"sqlite:///{self.home / 'zstack.db'}"
+        for name in ("workers", "http_threads", "processes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (automatic) or a positive number, got {getattr(self, name)}")
+
+    def job_threads(self, processes: int) -> int:
+        """Job executor threads of each of `processes` MN processes: `workers`, or by default
+        32 spread over the processes, at least 16 each (fewer threads per process, fewer GIL
+        hand-overs; docs/performance.md)."""
+        return self.workers or max(16, 32 // processes)
+
+    def api_threads(self, processes: int) -> int:
+        """API server threads of each of `processes` MN processes: `http_threads`, or by default
+        128 spread over the processes, at least 64 each."""
+        return self.http_threads or max(64, 128 // processes)
 
     @property
     def public_url(self) -> str:

@@ -73,7 +73,7 @@ def start(config: MNConfig, in_thread: bool = True, worker: Worker = Worker()) -
         log.info("embedded simulator listening on %s", simulator.url)
     elif config.embedded_simulator and not config.simulator_url:
         config.simulator_url = f"http://{config.host}:{config.simulator_port}"
-    options = dict(threads=config.http_threads, connection_limit=1000, channel_timeout=300, ident="zstack",
+    options = dict(threads=config.api_threads(worker.count), connection_limit=1000, channel_timeout=300, ident="zstack",
                    asyncore_use_poll=True)
     sockets = None
     if worker.count > 1:  # the shared API port and this process's own (async replies)

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mn.config import MNConfig
 from mn.db.base import new_uuid
 from mn.db.engine import WriterLock
@@ -28,6 +30,21 @@ def test_process_count(tmp_path: Path) -> None:
     assert process_count(MNConfig(home=tmp_path, processes=3)) == 3
     assert 1 <= process_count(MNConfig(home=tmp_path, processes=0)) <= MAX_PROCESSES  # one per CPU
     assert process_count(MNConfig(home=tmp_path, processes=1000)) == MAX_PROCESSES
+    assert MNConfig(home=tmp_path).processes == 0  # one per CPU by default
+
+
+def test_threads_per_process_and_bad_counts(tmp_path: Path) -> None:
+    auto = MNConfig(home=tmp_path)
+    assert (auto.job_threads(1), auto.api_threads(1)) == (32, 128)
+    assert (auto.job_threads(2), auto.api_threads(2)) == (16, 64)
+    assert (auto.job_threads(8), auto.api_threads(8)) == (16, 64)
+    given = MNConfig(home=tmp_path, workers=4, http_threads=8)
+    assert (given.job_threads(2), given.api_threads(2)) == (4, 8)
+    for name in ("processes", "workers", "http_threads"):
+        with pytest.raises(ValueError, match=name):
+            MNConfig(home=tmp_path, **{name: -1})
+    with pytest.raises(ValueError, match="processes"):
+        MNConfig.load(None, home=tmp_path, processes="-2")
 
 
 def test_processes_listen_on_one_port_and_each_on_its_own() -> None:
