@@ -39,6 +39,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from benchmarks.proc import cpu_seconds, rss_mib
 from benchmarks.query_data import Writer
 from benchmarks.vm_create import _port, _wait
 from kvmagent.protocol import ConnectCmd
@@ -127,18 +128,6 @@ def seed(db_url: str, sim_url: str, n: int, mn_url: str | None = None) -> list[s
 
 def _ip(i: int) -> str:
     return f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) // 1024
-    return 0
 
 
 def wait_until(cond: Callable[[], bool], timeout: float, step: float = 0.25) -> float:
@@ -267,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         what = "pinged by the new MN and" if args.preconnected else "connected by the MN:"
         print(
             f"start: all {n:,} hosts {what} Connected {t_connect:.1f} s after the MN process started "
-            f"({n / t_connect:,.0f} hosts/s); MN {rss_mib(b.mn.pid)} MiB resident",
+            f"({n / t_connect:,.0f} hosts/s); MN {rss_mib(b.mn.pid):.0f} MiB resident (all its processes)",
             flush=True,
         )
 
@@ -282,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"steady: {pings:,} pings in {wall:.0f} s ({pings / wall:,.0f}/s); MN CPU {frac:.3f} core "
             f"({cpu / max(pings, 1) * 1e3:.2f} ms per ping; 10,000 hosts every 60 s -> {scaled:.3f} core); "
-            f"{rss} MiB resident",
+            f"{rss:.0f} MiB resident (all MN processes)",
             flush=True,
         )
         if scaled >= 0.25:
@@ -327,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"restart ({signal.Signals(sig).name}): MN answering {t_up:.1f} s after the stop; all {n:,} "
-                f"hosts pinged by it and Connected {t_all:.1f} s after the stop; {rss_mib(b.mn.pid)} MiB "
+                f"hosts pinged by it and Connected {t_all:.1f} s after the stop; {rss_mib(b.mn.pid):.0f} MiB "
                 f"resident",
                 flush=True,
             )

@@ -222,6 +222,10 @@ def start_mn(db_url: str, home: Path, port: int) -> subprocess.Popen:
             db_url,
             "--log-level",
             "WARNING",
+            # One process: the patched module above does not reach worker processes, whose host
+            # tracker would ping the generated hosts; one client's latency needs no second core.
+            "--processes",
+            "1",
         ],
         stdout=open(home / "mn.log", "wb"),
         stderr=subprocess.STDOUT,

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import urllib3
 
+from benchmarks.proc import cpu_seconds, rss_mib, tree
 from mn.client import ClientError, ZStackClient
 from mn.config import MNConfig
 from mn.workers import process_count
@@ -75,52 +76,6 @@ def build_zone(api: ZStackClient, hosts: int) -> dict[str, str]:
     api.call("AddIpRangeByNetworkCidr", l3NetworkUuid=l3, name="r", networkCidr="10.128.0.0/16")
     offering = api.call("CreateInstanceOffering", name="o", cpuNum=1, memorySize=GB)["inventory"]["uuid"]
     return {"zone": zone, "image": image, "l3": l3, "offering": offering}
-
-
-def _tree(pid: int) -> list[int]:
-    """A process and its descendants (an MN of several processes is a supervisor and workers)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
-
-
-def cpu_seconds(pid: int | None = None) -> float:
-    """CPU time (user + system) so far of a process and its descendants; this process when pid
-    is None. (A descendant that exited meanwhile is not counted.)"""
-    if pid is None:
-        t = os.times()
-        return t.user + t.system
-    total = 0
-    for p in _tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process and its descendants, MiB."""
-    total = 0
-    for p in _tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
 
 
 def _perf_stat(pids: list[int]) -> subprocess.Popen:
@@ -234,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         total = 0
         for n in (int(x) for x in args.sizes.split(",")):
             before = [cpu_seconds(mn.pid), cpu_seconds(sim.pid), cpu_seconds()]
-            counting = _perf_stat(_tree(mn.pid)) if args.perf_stat else None
+            counting = _perf_stat(tree(mn.pid)) if args.perf_stat else None
             r = run_size(url, api.session, env, n, args.clients)
             after = [cpu_seconds(mn.pid), cpu_seconds(sim.pid), cpu_seconds()]
             counted = _perf_counts(counting) if counting is not None else None
