@@ -47,7 +47,7 @@ class JobView(NamedTuple):
 
     api_name: str
     state: str
-    reply: dict[str, Any] | None
+    reply: str | None  # the result's JSON text, as the job row holds it
     created: dt.datetime
     finished: dt.datetime | None
 
@@ -83,7 +83,7 @@ class JobRunner:
             hit = self._outcomes.get(job_uuid)
             return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
-    def _remember(self, job_uuid: str, state: str, result: dict, finished: dt.datetime) -> None:
+    def _remember(self, job_uuid: str, state: str, result: str, finished: dt.datetime) -> None:
         now = time.monotonic()
         with self._lock:
             acc = self._accepted.pop(job_uuid, None)
@@ -152,7 +152,7 @@ class JobRunner:
                 break
             except Exception:
                 log.exception("recording the end of job %s failed (attempt %d)", job_uuid, attempt + 1)
-        self._remember(job_uuid, state, result, values["end_date"])
+        self._remember(job_uuid, state, values["end_result"], values["end_date"])  # text: small, no 2nd dumps
         self._wake(job_uuid)
         if self.on_finish is not None:
             self.on_finish(job_uuid, state, result)

@@ -37,10 +37,22 @@ class CallResult:
     uuid: str
     spec: ApiSpec | None
     done: bool
-    reply: dict[str, Any] | None  # {"success": True, **fields} or {"success": False, "error": {...}}
+    # {"success": True, **fields} or {"success": False, "error": {...}}, or its JSON text (a job's
+    # result as stored): parsed only when a transport needs the fields, else sent as it is.
+    body: dict[str, Any] | str | None
     created: dt.datetime
     finished: dt.datetime | None = None
     http_status: int | None = None  # for errors raised before a job existed
+
+    @property
+    def reply(self) -> dict[str, Any] | None:
+        if isinstance(self.body, str):
+            self.body = json.loads(self.body)
+        return self.body
+
+    def reply_json(self) -> str | None:
+        """The reply as JSON text (without parsing and dumping a stored result again)."""
+        return self.body if self.body is None or isinstance(self.body, str) else json.dumps(self.body)
 
     @property
     def success(self) -> bool:
@@ -148,6 +160,5 @@ class Dispatcher:
             if job is None:
                 return None, None
             spec = self.catalog.api(job.apiName)
-            reply = json.loads(job.result) if job.result else None
-            return CallResult(job.uuid, spec, job.state != "Processing", reply, job.createDate,
+            return CallResult(job.uuid, spec, job.state != "Processing", job.result or None, job.createDate,
                               job.finishedDate), job.managementNodeUuid

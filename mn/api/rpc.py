@@ -27,9 +27,10 @@ def _dispatcher() -> Dispatcher:
 def render(res: CallResult) -> dict[str, Any]:
     out: dict[str, Any] = {"uuid": res.uuid, "state": "Done" if res.done else "Processing",
                            "createdDate": fmt_date(res.created), "finishedDate": fmt_date(res.finished)}
-    if res.done and res.reply is not None:
+    text = res.reply_json() if res.done else None
+    if text is not None:  # {cls: reply} as text, the reply's JSON not parsed and dumped again
         cls = _dispatcher().catalog.response_class(res.spec) if res.spec else GENERIC_REPLY
-        out["result"] = json.dumps({cls: res.reply})
+        out["result"] = f"{{{json.dumps(cls)}: {text}}}"
     return out
 
 

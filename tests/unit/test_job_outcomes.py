@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 
 from mn import jobs
@@ -19,7 +21,7 @@ def test_running_then_finished_then_forgotten(db: Database, monkeypatch) -> None
         assert (view.api_name, view.state, view.reply, view.finished) == ("CreateZone", "Processing", None, None)
         runner.finish("j1", "Succeeded", {"success": True, "inventory": {"uuid": "z1"}})
         view = runner.peek("j1")
-        assert view.state == "Succeeded" and view.reply["inventory"] == {"uuid": "z1"} and view.finished
+        assert view.state == "Succeeded" and json.loads(view.reply)["inventory"] == {"uuid": "z1"} and view.finished
         with db.ro() as s:  # written before it is remembered
             row = s.scalar(select(ApiJob).where(ApiJob.uuid == "j1"))
             assert row.state == "Succeeded" and row.finishedDate == view.finished
