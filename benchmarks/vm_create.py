@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--perf-stat", action="store_true",
                     help="also count the MN's context switches per VM (Linux perf)")
     ap.add_argument("--mn-processes", type=int, default=0,
-                    help="MN processes sharing the API port (MNConfig.processes; default 0: one per CPU)")
+                    help="MN processes sharing the API port (MNConfig.processes; default 0: the MN's choice, CPUs + 1)")
     ap.add_argument("--profile-mn", metavar="FILE",
                     help="run the MN under py-spy (GIL holder only: where its CPU goes), collapsed stacks to FILE")
     args = ap.parse_args(argv)

@@ -34,7 +34,7 @@ class MNConfig:
     log_level: str = "INFO"
     management_ip: str = ""    # the address agents reach this MN at (default: `host`, or this
                                # machine's address when `host` is a wildcard)
-    processes: int = 0         # MN processes sharing `port` (SO_REUSEPORT), 0: one per CPU (mn/workers.py)
+    processes: int = 0         # MN processes sharing `port` (SO_REUSEPORT), 0: CPUs + 1, at most 8 (mn/workers.py)
     callback_port: int = 0     # set at start: where this process takes agents' async replies (0: `port`)
 
     def __post_init__(self) -> None:

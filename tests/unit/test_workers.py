@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -13,7 +14,14 @@ import pytest
 from mn.config import MNConfig
 from mn.db.base import new_uuid
 from mn.db.engine import WriterLock
-from mn.workers import MAX_PROCESSES, all_worker_uuids, listen_sockets, process_count, worker_uuid
+from mn.workers import (
+    AUTO_PROCESSES,
+    MAX_PROCESSES,
+    all_worker_uuids,
+    listen_sockets,
+    process_count,
+    worker_uuid,
+)
 
 
 def test_worker_uuids_are_stable_distinct_and_the_first_is_the_homes() -> None:
@@ -28,9 +36,10 @@ def test_worker_uuids_are_stable_distinct_and_the_first_is_the_homes() -> None:
 
 def test_process_count(tmp_path: Path) -> None:
     assert process_count(MNConfig(home=tmp_path, processes=3)) == 3
-    assert 1 <= process_count(MNConfig(home=tmp_path, processes=0)) <= MAX_PROCESSES  # one per CPU
+    auto = min((os.cpu_count() or 1) + 1, AUTO_PROCESSES)  # one per CPU and one more
+    assert process_count(MNConfig(home=tmp_path, processes=0)) == auto
     assert process_count(MNConfig(home=tmp_path, processes=1000)) == MAX_PROCESSES
-    assert MNConfig(home=tmp_path).processes == 0  # one per CPU by default
+    assert MNConfig(home=tmp_path).processes == 0  # automatic by default
 
 
 def test_threads_per_process_and_bad_counts(tmp_path: Path) -> None:
