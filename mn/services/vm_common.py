@@ -37,10 +37,14 @@ def state_error(vm: VmInstance, op: str) -> ApiError:
 
 
 def host_url(s: Session, host_uuid: str) -> str:
-    h = s.get(Host, host_uuid)
-    if h is None or not h.agentUrl:
+    return agent_url(s.get(Host, host_uuid), host_uuid)
+
+
+def agent_url(host: Any, host_uuid: str) -> str:
+    """A host's agent address (`host`: its row, ORM or Core; None if gone)."""
+    if host is None or not host.agentUrl:
         raise ApiError(VM_STATE_ERROR, f"HostVO[uuid:{host_uuid}] has no agent address")
-    return h.agentUrl
+    return host.agentUrl
 
 
 def ps_url(s: Session, ps_uuid: str, host_uuid: str | None = None) -> str:

@@ -37,7 +37,7 @@ from mn.allocator import host as host_alloc
 from mn.allocator import primary_storage as ps_alloc
 from mn.context import ApiContext
 from mn.db.base import new_uuid, utcnow
-from mn.errors import VM_STATE_ERROR, ApiError, invalid, not_found
+from mn.errors import invalid, not_found
 from mn.flow import Flow, Step, register_flow
 from mn.globalconfig import HOST_ALLOCATOR_STRATEGY, MEMORY_OVER_PROVISIONING, PS_OVER_PROVISIONING
 from mn.models import (
@@ -63,6 +63,7 @@ from mn.services.vm_common import (
     RUNNING,
     STARTING,
     STOPPED,
+    agent_url,
     host_url,
     nic_tos,
     ps_url,
@@ -226,12 +227,6 @@ _NIC_IP = (update(VmNic).where(VmNic.uuid == bindparam("nic"))
                    gateway=bindparam("gw"), ipVersion=bindparam("ver")))
 
 
-def _agent_url(host: Any) -> str:
-    if not host.agentUrl:
-        raise ApiError(VM_STATE_ERROR, f"HostVO[uuid:{host.uuid}] has no agent address")
-    return host.agentUrl
-
-
 def _nic_ip(used: ipam.Allocated | None) -> dict[str, Any]:
     """A NIC's IP columns for a reserved (or planned) UsedIp."""
     if used is None:
@@ -282,12 +277,12 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
             d["psReserved"] = {"ps": ps_uuid, "size": total, "ratio": ps_ratio}
             # Where each volume will be: in the journal before any agent creates it, so recovery
             # can delete a volume whose creation was in flight.
-            url = ps.agentUrl or (_agent_url(target) if host_uuid else ps_url(s, ps_uuid))
+            url = ps.agentUrl or (agent_url(target, host_uuid) if host_uuid else ps_url(s, ps_uuid))
             d["paths"] = {vu: {"url": url, "ps": ps_uuid, "host": host_uuid,
                                "path": volume_install_path(ps.url, vu, vu == d["rootVolumeUuid"])}
                           for vu in [d["rootVolumeUuid"], *d["dataVolumeUuids"]]}
         if start:
-            rows["agent"] = _agent_url(target)
+            rows["agent"] = agent_url(target, host_uuid)
         d["zone"] = zone_uuid
         vm = rows["vm"] = dict(
             uuid=p["vm_uuid"], name=p["name"], description=p["description"], zoneUuid=zone_uuid,
