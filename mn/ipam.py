@@ -203,7 +203,10 @@ def allocate_ip(s: Session, l3_uuid: str, *, ip: str | None = None, nic_uuid: st
     s.flush()
     if ip is None:
         for guess in prefetched:
-            row = _insert_row(s, guess, nic_uuid, used_for)
+            try:
+                row = _insert_row(s, guess, nic_uuid, used_for)
+            except IntegrityError:  # e.g. its range was deleted since the probe: allocate afresh
+                continue
             if row is not None:
                 return row
     ranges = _ranges(s, l3_uuid, exclude_range)

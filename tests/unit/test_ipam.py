@@ -131,6 +131,17 @@ def test_prefetched_addresses_are_reserved_first_and_taken_ones_skipped(net):
     assert len(used(net)) == 4
 
 
+def test_a_prefetched_address_whose_range_is_gone_is_skipped(net):
+    with net.tx() as s:
+        add_range(s, "10.0.0.10", "10.0.0.12")
+    gone = ipam.Allocated(new_uuid(), "f" * 32, L3, "10.0.0.11", "255.255.0.0", "10.0.0.1", 4,
+                          ip_to_int("10.0.0.11"))  # its range deleted since the probe
+    with net.tx() as s:
+        got = ipam.allocate_ip(s, L3, prefetched=[gone])
+    assert got.uuid != gone.uuid and got.ipRangeUuid != gone.ipRangeUuid
+    assert used(net) == [got.ip]
+
+
 def test_no_range(net):
     with net.tx() as s:
         e = _err(ipam.allocate_ip, s, L3)
