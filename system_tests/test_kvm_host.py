@@ -87,10 +87,12 @@ def test_sftp_backup_storage_and_an_image_from_a_local_file(cloud_api, sftp_bs, 
 
 
 def test_the_mn_key_reaches_the_sftp_host_as_hosts_will_fetch_images(cloud_mn, sftp_bs, kvm_login, tmp_path):
-    from mn.services.sftp_backup_storage import image_fetch_fields
+    from mn.services.sftp_backup_storage import image_fetch_fields, with_fetch_key
 
     with cloud_mn.services.db.ro() as s:
-        f = image_fetch_fields(s, sftp_bs["uuid"], cloud_mn.services.config.home)
+        fields = image_fetch_fields(s, sftp_bs["uuid"])
+    assert "sshKey" not in fields  # no secret in what flows keep; added when a command is sent
+    f = with_fetch_key(fields, cloud_mn.services.config.home)
     assert f["backupStorageType"] == "SftpBackupStorage" and f["backupStorageHostname"] == "127.0.0.1"
     assert f["backupStorageUsername"] == kvm_login[0] and f["backupStorageSshPort"] == 22
     key = tmp_path / "key"

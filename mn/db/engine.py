@@ -182,7 +182,7 @@ class Database:
         self._group_thread: int | None = None
         # A failed statement undoes only itself (SQLite, InnoDB), so a one-statement grouped call
         # needs no savepoint; on PostgreSQL a failed statement aborts the transaction.
-        self._statement_atomic = self.engine.dialect.name in ("sqlite", "mysql")
+        self._statement_atomic = self.engine.dialect.name in ("sqlite", "mysql", "mariadb")
 
     @property
     def dialect(self) -> str:

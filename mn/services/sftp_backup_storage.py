@@ -147,13 +147,21 @@ def reconnect_sftp_backup_storage(ctx: ApiContext, msg: Msg) -> dict:
     return {"inventory": inventory(ctx, SftpBackupStorage, msg.uuid)}
 
 
-def image_fetch_fields(s: Session, bs_uuid: str, home: Any) -> dict[str, Any]:
-    """The CreateVolumeFromImageCmd fields telling a host how to fetch an image from this storage
-    (empty for storages that are not SFTP): its SSH address and login and the MN's private key."""
+def image_fetch_fields(s: Session, bs_uuid: str) -> dict[str, Any]:
+    """The CreateVolumeFromImageCmd fields telling a host where to fetch an image from this
+    storage (empty for storages that are not SFTP): its SSH address and login. No secret:
+    with_fetch_key adds the key when the command is sent."""
     bs = s.get(SftpBackupStorage, bs_uuid)
     if bs is None:
         return {}
-    key_file, _ = mn_key_pair(home)
     return {"backupStorageType": SFTP, "backupStorageHostname": bs.hostname,
-            "backupStorageSshPort": int(bs.sshPort or 22), "backupStorageUsername": bs.username,
-            "sshKey": key_file.read_text()}
+            "backupStorageSshPort": int(bs.sshPort or 22), "backupStorageUsername": bs.username}
+
+
+def with_fetch_key(fields: dict[str, Any], home: Any) -> dict[str, Any]:
+    """The fields plus the MN's private key when the host fetches over SFTP (read at sending
+    time, so flow data, which is journaled, never holds it)."""
+    if fields.get("backupStorageType") != SFTP:
+        return fields
+    key_file, _ = mn_key_pair(home)
+    return {**fields, "sshKey": key_file.read_text()}

@@ -334,9 +334,7 @@ def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
             with ctx.db.ro() as s:
                 cmd = start_command(s, VmInstance(**rows["vm"]), planned, devices)
                 if p["image"]["mediaType"] != "ISO":  # read here to save root-volume a session
-                    source = image_source(s, p["image"]["uuid"], d["zone"], ctx.config.home)
-                    if "sshKey" not in source:  # `d` is journaled: no secret in it
-                        d["source"] = source
+                    d["source"] = image_source(s, p["image"]["uuid"], d["zone"])
             d["start"] = {"url": rows["agent"], "cmd": to_wire(cmd)}
         except BaseException:  # the write committed: undo it here, the flow rolls back only finished steps
             _allocate_rollback(ctx, d)
@@ -373,9 +371,10 @@ _IMAGE_SOURCE = (
     .limit(1))
 
 
-def image_source(s: Session, image_uuid: str, zone_uuid: str, home: Any) -> dict[str, Any]:
+def image_source(s: Session, image_uuid: str, zone_uuid: str) -> dict[str, Any]:
     """The CreateVolumeFromImageCmd fields naming a Ready copy of the image in the zone: its
-    backup storage, path and agent, and how a host fetches it (SFTP: address, login, key)."""
+    backup storage, path and agent, and where a host fetches it (SFTP: address and login; the
+    key is added at sending time by sftp_backup_storage.with_fetch_key)."""
     from mn.services.sftp_backup_storage import SFTP, image_fetch_fields
 
     row = s.connection().execute(_IMAGE_SOURCE, {"image": image_uuid, "zone": zone_uuid}).first()
@@ -384,7 +383,7 @@ def image_source(s: Session, image_uuid: str, zone_uuid: str, home: Any) -> dict
                       f"attached to zone {zone_uuid}")
     out = {"backupStorageUuid": row[0], "imageInstallPath": row[1], "backupStorageUrl": row[2]}
     if row[3] == SFTP:
-        out.update(image_fetch_fields(s, row[0], home))
+        out.update(image_fetch_fields(s, row[0]))
     return out
 
 
@@ -396,13 +395,15 @@ def _root_volume(ctx: ApiContext, d: dict[str, Any]) -> None:
         cmd: Any = CreateEmptyVolumeCmd(psUuid=where["ps"], volumeUuid=vol_uuid, size=p["root_size"],
                                         hostUuid=where["host"], installPath=where["path"])
     else:
-        source = d.pop("source", None)  # read by allocate, when it holds no secret
+        from mn.services.sftp_backup_storage import with_fetch_key
+
+        source = d.pop("source", None)  # read by allocate when it started the VM
         if source is None:
             with ctx.db.ro() as s:
-                source = image_source(s, p["image"]["uuid"], d["zone"], ctx.config.home)
+                source = image_source(s, p["image"]["uuid"], d["zone"])
         cmd = CreateVolumeFromImageCmd(psUuid=where["ps"], volumeUuid=vol_uuid, imageUuid=p["image"]["uuid"],
                                        size=p["root_size"], hostUuid=where["host"], installPath=where["path"],
-                                       **source)
+                                       **with_fetch_key(source, ctx.config.home))
     rsp = ctx.agents.send(where["url"], cmd, VolumeRsp)
     _installed(d, vol_uuid, p["root_size"], rsp)
 

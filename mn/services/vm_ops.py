@@ -149,12 +149,14 @@ def instantiate_volume(ctx: ApiContext, vol_uuid: str, cluster_uuid: str, host_u
             image = None
     rec["url"] = url
     if image is not None and image.mediaType != "ISO":
+        from mn.services.sftp_backup_storage import with_fetch_key
         from mn.services.vm_create import image_source
 
         with ctx.db.ro() as s:
-            source = image_source(s, image.uuid, vm.zoneUuid, ctx.config.home)
+            source = image_source(s, image.uuid, vm.zoneUuid)
         cmd: Any = CreateVolumeFromImageCmd(psUuid=ps_uuid, volumeUuid=vol_uuid, imageUuid=image.uuid,
-                                            size=vol.size, hostUuid=host_uuid, **source)
+                                            size=vol.size, hostUuid=host_uuid,
+                                            **with_fetch_key(source, ctx.config.home))
     else:
         cmd = CreateEmptyVolumeCmd(psUuid=ps_uuid, volumeUuid=vol_uuid, size=vol.size, hostUuid=host_uuid)
     rsp = ctx.agents.send(url, cmd, VolumeRsp)
