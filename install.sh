@@ -545,7 +545,7 @@ summary() {
         local create
         create=$("$ROOT/venv/bin/python" -I - "$url" 2>/dev/null <<'EOF'
 import sys
-from mn import demo
+from mn.ops import demo
 from mn.client import ZStackClient
 api = ZStackClient(sys.argv[1])
 api.login()

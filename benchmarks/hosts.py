@@ -44,7 +44,7 @@ from benchmarks.query_data import Writer
 from benchmarks.vm_create import _port, _wait
 from kvmagent.protocol import ConnectCmd
 from mn.agent import AgentClient
-from mn.api.conditions import parse_condition
+from mn.catalogue.conditions import parse_condition
 from mn.client import ZStackClient
 from mn.db.base import utcnow
 from mn.db.migrate import upgrade

@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks.query_data import BIG_VOLUME_VMS, EIP_VM, Size, ensure, vm_state
 from benchmarks.vm_create import _port, _wait
-from mn.api.conditions import parse_condition
+from mn.catalogue.conditions import parse_condition
 from mn.client import ZStackClient
 
 TARGET_MS = 100.0

@@ -27,8 +27,8 @@ from sqlalchemy import MetaData, create_engine, insert, select
 from sqlalchemy.pool import NullPool
 
 from integration import upgrade_env as ue
-from mn import backup
 from mn.client import ZStackClient
+from mn.ops import backup
 
 CLONED = ("vm_instance", "volume", "vm_nic", "used_ip")
 
@@ -41,7 +41,7 @@ def _free_port() -> int:
 
 def _template_vm(api: ZStackClient) -> str:
     """A VM on a /16 network of the demo zone (room for the clones' IPs); its uuid."""
-    from mn import demo
+    from mn.ops import demo
 
     d = demo.describe(api)
     l2 = api.query("QueryL2Network")[0]

@@ -26,7 +26,7 @@ def _tool(name: str, module: str) -> list[str]:
 
 
 CTL = _tool("zstack-ctl", "mn.ctl")
-CLI = _tool("zstack-cli", "mn.cli")
+CLI = _tool("zstack-cli", "mn.ops.cli")
 
 
 def _free_port() -> int:

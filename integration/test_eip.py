@@ -16,7 +16,7 @@ import pytest
 from integration.envs import Env, add_public_network, build_env, unique
 from kvmagent import protocol as p
 from mn.agent import AgentClient
-from mn.api.catalog import load_catalog
+from mn.catalogue.catalog import load_catalog
 from mn.client import ClientError, ZStackClient
 
 TRANSPORTS = ("rpc", "rest")

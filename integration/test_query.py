@@ -24,13 +24,13 @@ from urllib.parse import urlparse
 import pytest
 
 from integration.envs import GB, Env, add_public_network, build_env, unique
-from mn.api.catalog import load_catalog
-from mn.api.conditions import parse_condition
+from mn.catalogue.catalog import load_catalog
+from mn.catalogue.conditions import parse_condition
 from mn.client import ClientError, ZStackClient
 
 BIG = 2000 * GB  # a data volume no other test of the tier creates
 CLI_BIN = Path(sys.executable).parent / "zstack-cli"
-CLI = [str(CLI_BIN)] if CLI_BIN.exists() else [sys.executable, "-m", "mn.cli"]
+CLI = [str(CLI_BIN)] if CLI_BIN.exists() else [sys.executable, "-m", "mn.ops.cli"]
 README_HOST_QUERY = ["fields=name,uuid,managementIp", "hypervisorType=KVM",
                      "vmInstance.allVolumes.size>=549755813888000", "vmInstance.state=Running",
                      "start=0", "limit=10"]

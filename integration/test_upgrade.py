@@ -69,7 +69,7 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
 
 def _populate(api: ZStackClient) -> None:
     """Resources of every kind beyond the demo zone: VMs (one stopped), a tag, another zone."""
-    from mn import demo
+    from mn.ops import demo
 
     d = demo.describe(api)
     vms = [api.call("CreateVmInstance", name=f"vm-{i}", instanceOfferingUuid=d["instanceOfferingUuid"],

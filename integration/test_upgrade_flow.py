@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from integration.conftest import make_db_url
-from mn import backup, ctl, release, upgrade
 from mn.db.migrate import MIGRATIONS, current_revision, head_revision
 from mn.db.migrate import upgrade as migrate
+from mn.ops import backup, ctl, release, upgrade
 from tests.unit.test_ctl_upgrade import _add_zone, _wheel
 
 

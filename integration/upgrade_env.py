@@ -63,7 +63,7 @@ def _git(*args: str, **kw: Any) -> subprocess.CompletedProcess:
 
 def head_migration_file() -> Path:
     from mn.db.migrate import MIGRATIONS
-    from mn.release import head_of, parse_migration
+    from mn.ops.release import head_of, parse_migration
 
     files = {}
     for path in (MIGRATIONS / "versions").glob("*.py"):

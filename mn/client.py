@@ -13,8 +13,8 @@ from typing import Any
 
 import urllib3
 
-from mn.api.catalog import load_catalog
-from mn.api.conditions import parse_condition
+from mn.catalogue.catalog import load_catalog
+from mn.catalogue.conditions import parse_condition
 
 LONG_POLL = "20"
 """Seconds the MN may hold a result request while the job runs (the MN's `wait` parameter)."""

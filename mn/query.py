@@ -44,7 +44,7 @@ from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
 from mn import models as m
-from mn.api.catalog import ApiSpec, Catalog, load_catalog
+from mn.catalogue.catalog import ApiSpec, Catalog, load_catalog
 from mn.errors import invalid
 from mn.inventory import to_inventories
 

@@ -223,7 +223,7 @@ INTRO = """# API reference
 
 This management node speaks ZStack's API. The pages here are generated from its OpenAPI 3
 document — served by every MN at `GET /zstack/v1/openapi.json` (no session needed) — which is
-itself derived from the API catalogue (`mn/api/catalog.json`). Regenerate with
+itself derived from the API catalogue (`mn/catalogue/catalog.json`). Regenerate with
 `python tools/gen_api_docs.py`.
 
 ## Transports

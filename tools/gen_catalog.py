@@ -1,4 +1,4 @@
-"""Regenerate mn/api/catalog.json from ZStack's API reference (names and shapes only).
+"""Regenerate mn/catalogue/catalog.json from ZStack's API reference (names and shapes only).
 
 Usage: python tools/gen_catalog.py [path/to/zstack-oss-api.json]
 
@@ -58,7 +58,7 @@ def main() -> None:
             for n, i in data["inventories"].items()
         },
     }
-    out = ROOT / "mn" / "api" / "catalog.json"
+    out = ROOT / "mn" / "catalogue" / "catalog.json"
     out.write_text(json.dumps(catalog, separators=(",", ":"), sort_keys=True))
     print(f"wrote {out} ({out.stat().st_size} bytes, {len(catalog['apis'])} APIs)")
 

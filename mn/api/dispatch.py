@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mn.api.catalog import ApiSpec, load_catalog
-from mn.api.params import validate
 from mn.api.registry import Msg, Registered, apis
+from mn.catalogue.catalog import ApiSpec, load_catalog
+from mn.catalogue.params import validate
 from mn.context import ApiContext, Services
 from mn.db.base import new_uuid, utcnow
 from mn.errors import UNIMPLEMENTED, UNKNOWN_MESSAGE, ApiError, wrap

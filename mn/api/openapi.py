@@ -3,7 +3,7 @@
 build_openapi(dispatcher) describes every API of Dispatcher.implemented() over REST (paths,
 methods, typed parameters and bodies, shaped replies, async job locations, errors, the session
 scheme) plus the RPC endpoint and the job endpoints. Nothing is written per API: names, message
-classes, kinds, parameters, paths and reply mappings all come from mn/api/catalog.json.
+classes, kinds, parameters, paths and reply mappings all come from mn/catalogue/catalog.json.
 
 Invariants: the output is deterministic (paths, operations, schemas sorted), every `$ref` points
 into `components`, and each implemented API is the operationId of exactly one operation or a
@@ -20,7 +20,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from mn import __version__
-from mn.api.catalog import ApiSpec, Catalog, InventorySpec, ParamSpec, RestSpec
+from mn.catalogue.catalog import ApiSpec, Catalog, InventorySpec, ParamSpec, RestSpec
 
 if TYPE_CHECKING:
     from mn.api.dispatch import Dispatcher
@@ -417,7 +417,7 @@ def build_openapi(dispatcher: Dispatcher) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "ZStack-compatible management node API", "version": __version__,
-                 "description": "Generated from the API catalogue (mn/api/catalog.json) for the APIs "
+                 "description": "Generated from the API catalogue (mn/catalogue/catalog.json) for the APIs "
                                 "this management node implements."},
         "servers": [{"url": "/"}],
         "tags": [{"name": t} for t in tags],

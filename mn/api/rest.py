@@ -18,10 +18,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from mn.api.catalog import ApiSpec
-from mn.api.conditions import parse_condition
 from mn.api.dispatch import CallResult, Dispatcher
 from mn.api.rpc import wait_seconds
+from mn.catalogue.catalog import ApiSpec
+from mn.catalogue.conditions import parse_condition
 from mn.errors import INVALID_ARGUMENT, RESOURCE_NOT_FOUND, UNKNOWN_MESSAGE, ApiError
 
 bp = Blueprint("rest", __name__)

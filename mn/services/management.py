@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from mn import __version__
-from mn.api.catalog import load_catalog
 from mn.api.registry import Msg, apis
+from mn.catalogue.catalog import load_catalog
 from mn.context import ApiContext
 from mn.errors import not_found
 from mn.models import ManagementNode

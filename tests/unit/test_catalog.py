@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from mn.api.catalog import load_catalog
+from mn.catalogue.catalog import load_catalog
 
 
 def test_every_rest_path_is_a_path():

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mn.api.catalog import load_catalog
-from mn.cli import Shell, complete, describe
+from mn.catalogue.catalog import load_catalog
+from mn.ops.cli import Shell, complete, describe
 from mn.query import TARGETS
 
 CAT = load_catalog()

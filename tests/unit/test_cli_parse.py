@@ -6,10 +6,10 @@ import hashlib
 
 import pytest
 
-from mn.api.catalog import ParamSpec, load_catalog
-from mn.api.conditions import parse_condition
-from mn.cli import SessionStore, UsageError, complete, describe, parse_command, parse_value
+from mn.catalogue.catalog import ParamSpec, load_catalog
+from mn.catalogue.conditions import parse_condition
 from mn.errors import ApiError
+from mn.ops.cli import SessionStore, UsageError, complete, describe, parse_command, parse_value
 
 CAT = load_catalog()
 

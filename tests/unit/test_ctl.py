@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from mn import ctl
 from mn.config import MNConfig
-from mn.ctl import CtlError, Paths
+from mn.ops import ctl
+from mn.ops.ctl import CtlError, Paths
 
 
 def test_properties_round_trip_keeps_comments_and_order(tmp_path):

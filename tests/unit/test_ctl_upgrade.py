@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from mn import ctl, release, upgrade
 from mn.db.migrate import current_revision, head_revision
 from mn.db.migrate import upgrade as migrate
-from mn.release import Migration, ReleaseError
+from mn.ops import ctl, release, upgrade
+from mn.ops.release import Migration, ReleaseError
 
 
 def _migration(rev: str, down: str | None, title: str = "t") -> str:
@@ -209,7 +209,7 @@ def test_upgrade_dry_run_prints_the_plan_and_changes_nothing(tmp_path, capsys):
 
 
 def _zone_count(url: str) -> int:
-    from mn import backup
+    from mn.ops import backup
 
     return backup.row_counts(url)["zone"]
 

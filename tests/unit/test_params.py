@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from mn.api.catalog import load_catalog
-from mn.api.params import validate
+from mn.catalogue.catalog import load_catalog
+from mn.catalogue.params import validate
 from mn.errors import ApiError
 
 

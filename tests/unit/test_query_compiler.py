@@ -5,8 +5,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from mn.api.catalog import load_catalog
 from mn.api.rest import _parse_condition
+from mn.catalogue.catalog import load_catalog
 from mn.errors import ApiError
 from mn.models import (
     Cluster,

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 import mn.query
-from mn.api.catalog import load_catalog
+from mn.catalogue.catalog import load_catalog
 from mn.db.engine import Database
 from mn.db.migrate import upgrade
 from mn.models import Host, VmInstance, VmNic, Volume

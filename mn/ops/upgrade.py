@@ -31,9 +31,9 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from mn import backup, release
 from mn.errors import ApiError
 from mn.flow import Flow, Step
+from mn.ops import backup, release
 
 LAST_UPGRADE = "last-upgrade"
 MANIFEST = "manifest.json"

@@ -110,7 +110,7 @@ def _migrations(url: str) -> str:
     lines = [f"database: {mask('db_url', url)}"]
     try:
         from mn.db.migrate import MIGRATIONS, current_revision, head_revision
-        from mn.release import migrations_in
+        from mn.ops.release import migrations_in
 
         lines.append(f"current revision: {current_revision(url)}")
         lines.append(f"head of this code: {head_revision()}")

@@ -33,8 +33,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from mn.api.catalog import ApiSpec, Catalog, ParamSpec
-from mn.api.conditions import parse_condition
+from mn.catalogue.catalog import ApiSpec, Catalog, ParamSpec
+from mn.catalogue.conditions import parse_condition
 from mn.errors import ApiError
 
 # APIs whose password fields travel as SHA-512 hex (LDAP binds with the clear password).

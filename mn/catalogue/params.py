@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mn.api.catalog import ApiSpec, ParamSpec
+from mn.catalogue.catalog import ApiSpec, ParamSpec
 from mn.errors import invalid
 
 # Fields every message accepts (ZStack's Message/APIMessage base fields).
