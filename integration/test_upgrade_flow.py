@@ -15,7 +15,8 @@ import pytest
 from integration.conftest import make_db_url
 from mn.db.migrate import MIGRATIONS, current_revision, head_revision
 from mn.db.migrate import upgrade as migrate
-from mn.ops import backup, ctl, release, upgrade
+from mn.ops import backup, release, upgrade
+from mn.ops.ctl.settings import write_properties
 from tests.unit.test_ctl_upgrade import _add_zone, _wheel
 
 
@@ -63,7 +64,7 @@ def setup(tmp_path: Path):
     home = tmp_path / "home"
     home.mkdir()
     url, cleanup = make_db_url(home)
-    ctl.write_properties(home / "zstack.properties", {"db_url": url})  # for the migrate step's process
+    write_properties(home / "zstack.properties", {"db_url": url})  # for the migrate step's process
     migrate(url, "0001")
     _add_zone(url, "before")
     files = {p.name: p.read_text() for p in (MIGRATIONS / "versions").glob("*.py")}

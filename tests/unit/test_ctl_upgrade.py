@@ -18,6 +18,7 @@ import pytest
 from mn.db.migrate import current_revision, head_revision
 from mn.db.migrate import upgrade as migrate
 from mn.ops import ctl, release, upgrade
+from mn.ops.ctl.process import write_pid
 from mn.ops.release import Migration, ReleaseError
 
 
@@ -257,7 +258,7 @@ def test_restore_db_refuses_while_the_mn_runs(tmp_path, capsys):
     assert ctl.main(["--home", str(home), "dump_db", str(dump)]) == 0
     fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "mn.ctl", "run"])
     try:
-        ctl.write_pid(home / "mn.pid", fake.pid)
+        write_pid(home / "mn.pid", fake.pid)
         assert ctl.main(["--home", str(home), "restore_db", str(dump)]) == 1
         assert "is running" in capsys.readouterr().err
         assert ctl.main(["--home", str(home), "upgrade_db"]) == 0  # nothing pending: no refusal needed
