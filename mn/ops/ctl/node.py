@@ -2,8 +2,10 @@
 mn.ops.upgrade.Node of a home (how an upgrade stops, starts and asks its MN).
 
 An installed layout R (R/venv, R/releases, R/backups) keeps backups in R/backups; a development
-install keeps them in <home>/backups. mn.client is imported before anything is installed, since an
-upgrade of the very venv running zstack-ctl replaces its files.
+install keeps them in <home>/backups. mn.client and the API catalogue it reads (catalog.json,
+cached once read) are loaded before anything is installed: an upgrade or rollback of the very venv
+running zstack-ctl replaces those files, and a previous release may not have them where this code
+looks (before mn/catalogue, the catalogue was mn/api/catalog.json).
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ def backup_dir(args: argparse.Namespace, paths: Paths) -> Path:
 def upgrade_node(args: argparse.Namespace, paths: Paths, venv: Path | None = None) -> Any:
     """The upgrade.Node of this home: how an upgrade stops, starts and asks the MN."""
     import mn.client  # noqa: F401 (imported now: an upgrade of this very venv replaces the files)
+    from mn.catalogue.catalog import load_catalog
     from mn.ops import release, upgrade
 
+    load_catalog()  # read now, for the same reason: the client reads it when running_version asks
     venv = venv or code_venv(args)
     python = str(release.venv_python(venv))
     start_args = argparse.Namespace(foreground=False, timeout=getattr(args, "timeout", 120.0), demo=False,
