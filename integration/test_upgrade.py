@@ -159,9 +159,9 @@ def test_upgrade_failed_upgrade_and_rollback(wheels: Wheels, tmp_path: Path) -> 
         assert current_revision(db_url) == head_revision() != old_revision
         r = _run([*own_ctl, "status"], env, tmp_path)
         assert r.returncode == 0 and _version_of_status(r.stdout) == wheels.new_version, r.stdout
+        ue.wait_hosts_settled(db_url, url)  # the new MN reconnects every host: Connecting meanwhile
         inv_new = _inventories(url)
         assert _same_inventories(inv_old, inv_new) == []
-        ue.wait_hosts_settled(db_url, url)
         assert _rows_lost(rows_old, ue.snapshot(db_url, skip=VOLATILE)) == []
         backups = sorted(p for p in (home / "backups").iterdir() if p.is_dir())
         assert len(backups) == 1 and (home / "backups/last-upgrade").read_text().strip() == backups[0].name
