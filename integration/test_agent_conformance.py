@@ -47,6 +47,7 @@ from kvmagent import protocol as p
 from mn.agent import AgentClient
 from mn.errors import AGENT_UNREACHABLE, TIMEOUT, ApiError
 from simulator.client import SimulatorAdmin, SimulatorAdminError
+from zstack_plugins.eip import protocol as eipp
 
 
 def _simulator_agent(sim: Any) -> Iterator[AgentUnderTest]:
@@ -215,8 +216,8 @@ def test_admin_views_and_errors(client: AgentClient, sim_agent: AgentUnderTest) 
 def test_every_protocol_command_is_exercised() -> None:
     """Each command class of protocol.COMMANDS appears in the conformance tests (shared or here)."""
     source = inspect.getsource(sys.modules[__name__]) + inspect.getsource(shared)
-    missing = [cls.__name__ for cls in p.COMMANDS.values() if f"p.{cls.__name__}(" not in source
-               and f"p.{cls.__name__}," not in source]
+    missing = [cls.__name__ for cls in p.COMMANDS.values()
+               if not any(f"{mod}.{cls.__name__}{end}" in source for mod in ("p", "eipp") for end in ("(", ","))]
     assert missing == []
 
 
@@ -225,19 +226,19 @@ def test_every_protocol_command_is_exercised() -> None:
 def test_eips_apply_and_delete(client: AgentClient, sim_agent: AgentUnderTest) -> None:
     a = sim_agent
     guest, public = make_bridge(client, a), make_bridge(client, a)
-    e = p.EipTO(eipUuid=new_uuid(), vip="192.0.2.10", guestIp="10.0.0.5", nicMac="fa:16:3e:00:00:01",
+    e = eipp.EipTO(eipUuid=new_uuid(), vip="192.0.2.10", guestIp="10.0.0.5", nicMac="fa:16:3e:00:00:01",
                 guestBridgeName=guest, vipBridgeName=public)
-    send(client, a.host_url, p.ApplyEipCmd(eips=[e], hostUuid=a.host_uuid))
-    send(client, a.host_url, p.ApplyEipCmd(eips=[e], hostUuid=a.host_uuid))  # idempotent
+    send(client, a.host_url, eipp.ApplyEipCmd(eips=[e], hostUuid=a.host_uuid))
+    send(client, a.host_url, eipp.ApplyEipCmd(eips=[e], hostUuid=a.host_uuid))  # idempotent
     assert a.admin.host(a.host_uuid)["eips"] == {"192.0.2.10": p.to_wire(e)}
-    other = p.EipTO(**{**p.to_wire(e), "eipUuid": new_uuid()})
-    refused(client, a.host_url, p.ApplyEipCmd(eips=[other], hostUuid=a.host_uuid), "already applied")
-    refused(client, a.host_url, p.DeleteEipCmd(eips=[other], hostUuid=a.host_uuid), "is applied for EIP")
-    bad = p.EipTO(**{**p.to_wire(other), "vip": "192.0.2.11", "guestBridgeName": "br_nothere"})
-    refused(client, a.host_url, p.ApplyEipCmd(eips=[bad], hostUuid=a.host_uuid), "does not exist")
-    refused(client, a.host_url, p.ApplyEipCmd(eips=[p.EipTO(**{**p.to_wire(bad), "guestBridgeName": guest,
+    other = eipp.EipTO(**{**p.to_wire(e), "eipUuid": new_uuid()})
+    refused(client, a.host_url, eipp.ApplyEipCmd(eips=[other], hostUuid=a.host_uuid), "already applied")
+    refused(client, a.host_url, eipp.DeleteEipCmd(eips=[other], hostUuid=a.host_uuid), "is applied for EIP")
+    bad = eipp.EipTO(**{**p.to_wire(other), "vip": "192.0.2.11", "guestBridgeName": "br_nothere"})
+    refused(client, a.host_url, eipp.ApplyEipCmd(eips=[bad], hostUuid=a.host_uuid), "does not exist")
+    refused(client, a.host_url, eipp.ApplyEipCmd(eips=[eipp.EipTO(**{**p.to_wire(bad), "guestBridgeName": guest,
                                                                   "vip": "nope"})], hostUuid=a.host_uuid),
             "not an IPv4 address")
-    send(client, a.host_url, p.DeleteEipCmd(eips=[e], hostUuid=a.host_uuid))
-    send(client, a.host_url, p.DeleteEipCmd(eips=[e], hostUuid=a.host_uuid))  # idempotent
+    send(client, a.host_url, eipp.DeleteEipCmd(eips=[e], hostUuid=a.host_uuid))
+    send(client, a.host_url, eipp.DeleteEipCmd(eips=[e], hostUuid=a.host_uuid))  # idempotent
     assert a.admin.host(a.host_uuid)["eips"] == {}

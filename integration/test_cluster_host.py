@@ -264,11 +264,11 @@ def test_change_host_state(api: ZStackClient, cluster: dict) -> None:
     def hook(ctx: Any, host_uuid: str) -> None:
         seen.append(host_uuid)
 
-    extensions.HOST_MAINTENANCE.append(hook)
+    extensions.HOST_MAINTENANCE.register(hook)
     try:
         assert api.call("ChangeHostState", uuid=u, stateEvent="maintain")["inventory"]["state"] == "Maintenance"
     finally:
-        extensions.HOST_MAINTENANCE.remove(hook)
+        extensions.HOST_MAINTENANCE.unregister(hook)
     assert u in seen
     assert api.call("ChangeHostState", uuid=u, stateEvent="enable")["inventory"]["state"] == "Enabled"
     expect_error(lambda: api.call("ChangeHostState", uuid=u, stateEvent="preMaintain"), "SYS.1007", "stateEvent")
@@ -282,12 +282,12 @@ def test_failed_maintenance_returns_to_previous_state(api: ZStackClient, cluster
         if host_uuid == h["uuid"]:
             raise RuntimeError("VM abc cannot be migrated")
 
-    extensions.HOST_MAINTENANCE.append(hook)
+    extensions.HOST_MAINTENANCE.register(hook)
     try:
         expect_error(lambda: api.call("ChangeHostState", uuid=h["uuid"], stateEvent="maintain"), "SYS.1006",
                      "maintenance", "Disabled", "VM abc cannot be migrated")
     finally:
-        extensions.HOST_MAINTENANCE.remove(hook)
+        extensions.HOST_MAINTENANCE.unregister(hook)
     assert api.query("QueryHost", f"uuid={h['uuid']}")[0]["state"] == "Disabled"
 
 

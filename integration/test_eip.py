@@ -18,6 +18,7 @@ from kvmagent import protocol as p
 from mn.agent import AgentClient
 from mn.catalogue.catalog import load_catalog
 from mn.client import ClientError, ZStackClient
+from zstack_plugins.eip import protocol as eipp
 
 TRANSPORTS = ("rpc", "rest")
 
@@ -63,7 +64,7 @@ def env(api: ZStackClient) -> Env:
 @pytest.fixture
 def faults(mn) -> Iterator[set[str]]:  # noqa: ANN001
     f: set[str] = set()
-    mn.services.extras["flow_faults"] = f
+    mn.services.flow_faults = f
     yield f
     f.clear()
 
@@ -287,20 +288,20 @@ def test_a_host_failing_to_apply_rolls_back(api: ZStackClient, env: Env, admin: 
     nic = vm["vmNics"][0]
     vip = new_vip(api, env)
     before, on_hosts = world_of(api, env), applied(admin, env)
-    admin.inject(p.ApplyEipCmd.PATH, vm["hostUuid"], mode="fail", count=1, message="iptables exploded")
+    admin.inject(eipp.ApplyEipCmd.PATH, vm["hostUuid"], mode="fail", count=1, message="iptables exploded")
     assert "iptables exploded" in fails("HOST.1001", api.call, "CreateEip", name="x", vipUuid=vip["uuid"],
                                         vmNicUuid=nic["uuid"])
     assert world_of(api, env) == before and applied(admin, env) == on_hosts
     eip = api.call("CreateEip", name=unique("e"), vipUuid=vip["uuid"])["inventory"]
     before = world_of(api, env)
-    admin.inject(p.ApplyEipCmd.PATH, vm["hostUuid"], mode="fail", count=1)
+    admin.inject(eipp.ApplyEipCmd.PATH, vm["hostUuid"], mode="fail", count=1)
     fails("HOST.1001", api.call, "AttachEip", eipUuid=eip["uuid"], vmNicUuid=nic["uuid"])
     assert world_of(api, env) == before and applied(admin, env) == on_hosts
     faults.add("attach-eip:apply")  # applied on the host, then the flow fails: the host is cleaned too
     fails("SYS.1006", api.call, "AttachEip", eipUuid=eip["uuid"], vmNicUuid=nic["uuid"])
     faults.clear()
     assert world_of(api, env) == before and applied(admin, env) == on_hosts
-    admin.inject(p.DeleteEipCmd.PATH, vm["hostUuid"], mode="fail", count=1)
+    admin.inject(eipp.DeleteEipCmd.PATH, vm["hostUuid"], mode="fail", count=1)
     api.call("AttachEip", eipUuid=eip["uuid"], vmNicUuid=nic["uuid"])
     fails("HOST.1001", api.call, "DetachEip", uuid=eip["uuid"])  # the host keeps it: so does the database
     assert api.query("QueryEip", f"uuid={eip['uuid']}")[0]["vmNicUuid"] == nic["uuid"]
@@ -333,7 +334,7 @@ def test_eip_follows_the_vm(api: ZStackClient, env: Env, admin: Any) -> None:
     assert applied(admin, env)[vip["ip"]]["host"] == vm["hostUuid"] == vm_of(api, vm["uuid"])["hostUuid"]
     # a host failing to apply fails the start, which rolls back completely
     api.call("StopVmInstance", uuid=vm["uuid"])
-    admin.inject(p.ApplyEipCmd.PATH, mode="fail", count=1)
+    admin.inject(eipp.ApplyEipCmd.PATH, mode="fail", count=1)
     fails("HOST.1001", api.call, "StartVmInstance", uuid=vm["uuid"])
     assert vm_of(api, vm["uuid"])["state"] == "Stopped" and vip["ip"] not in applied(admin, env)
     vm = api.call("StartVmInstance", uuid=vm["uuid"])["inventory"]
@@ -361,8 +362,8 @@ def test_a_reconnecting_host_gets_its_eips_again(api: ZStackClient, env: Env, ad
     vm = new_vm(api, env)
     vip = new_vip(api, env)
     api.call("CreateEip", name=unique("e"), vipUuid=vip["uuid"], vmNicUuid=vm["vmNics"][0]["uuid"])
-    to = p.EipTO(**{k: v for k, v in applied(admin, env)[vip["ip"]].items() if k != "host"})
-    AgentClient(timeout=10).send(admin.host_url(vm["hostUuid"]), p.DeleteEipCmd(eips=[to], hostUuid=vm["hostUuid"]))
+    to = eipp.EipTO(**{k: v for k, v in applied(admin, env)[vip["ip"]].items() if k != "host"})
+    AgentClient(timeout=10).send(admin.host_url(vm["hostUuid"]), eipp.DeleteEipCmd(eips=[to], hostUuid=vm["hostUuid"]))
     assert vip["ip"] not in applied(admin, env)
     api.call("ReconnectHost", uuid=vm["hostUuid"])
     assert applied(admin, env)[vip["ip"]]["host"] == vm["hostUuid"]

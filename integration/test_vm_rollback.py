@@ -30,7 +30,7 @@ def admin(sim):
 @pytest.fixture
 def faults(mn):
     f: set[str] = set()
-    mn.services.extras["flow_faults"] = f
+    mn.services.flow_faults = f
     yield f
     f.clear()
 

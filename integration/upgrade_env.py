@@ -29,7 +29,7 @@ from sqlalchemy import MetaData, create_engine, select
 from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parents[1]
-TREE_PARTS = ("pyproject.toml", "README.md", "mn", "kvmagent", "simulator")
+TREE_PARTS = ("pyproject.toml", "README.md", "mn", "kvmagent", "simulator", "zstack_plugins")
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.db", "*.db-wal", "*.db-shm")
 
 FAILING_MIGRATION = '''"""injected failure: creates a table and a column, then raises
@@ -89,7 +89,8 @@ def previous_commit() -> str:
 def previous_tree(dest: Path) -> Path:
     """The previous release's source (see previous_commit) unpacked into dest."""
     rev = previous_commit()
-    proc = _git("archive", "--format=tar", rev, "--", *TREE_PARTS)
+    present = set(_git("ls-tree", "--name-only", rev, text=True).stdout.split())  # older trees have fewer parts
+    proc = _git("archive", "--format=tar", rev, "--", *[p for p in TREE_PARTS if p in present])
     if proc.returncode != 0:
         raise RuntimeError(f"git archive {rev} failed: {proc.stderr.decode()}")
     dest.mkdir(parents=True)

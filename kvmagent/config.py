@@ -23,6 +23,7 @@ class AgentConfig:
     console_log_dir: str = "/var/log/zstack/vm-console"
     log_file: str = ""
     threads: int = 64
+    plugins: str = ""  # module:attribute references of the plugins to load; empty: every one installed
 
     def __post_init__(self) -> None:
         self.port = int(self.port)

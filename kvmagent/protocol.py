@@ -363,7 +363,6 @@ class CreateVolumeFromImageCmd:
 
 
 BS_TYPE_SIMULATOR = "Simulator"
-BS_TYPE_SFTP = "SftpBackupStorage"
 
 
 @dataclass
@@ -444,40 +443,6 @@ class DeleteImageCmd:
     installPath: str
 
 
-# ---- flat network EIP ---------------------------------------------------------------------------
-
-@dataclass
-class EipTO:
-    """One EIP as a host applies it: traffic to `vip` goes to `guestIp` (DNAT) and the guest's
-    traffic leaves as `vip` (SNAT). The VIP address is put on `vipBridgeName` (the public L2's
-    bridge) when given; `guestBridgeName` is the bridge of the guest NIC with MAC `nicMac`."""
-
-    eipUuid: str
-    vip: str
-    guestIp: str
-    nicMac: str
-    guestBridgeName: str
-    vipBridgeName: str | None = None
-    vmUuid: str | None = None
-
-
-@dataclass
-class EipCmd:
-    """Apply or delete EIPs on a host; both are idempotent (a VIP applied for the same EIP and
-    guest again is a no-op; deleting an EIP a host does not have succeeds)."""
-
-    eips: list[EipTO]
-    hostUuid: str | None = None
-
-
-class ApplyEipCmd(EipCmd):
-    PATH: ClassVar[str] = "/flatnetworkprovider/eip/apply"
-
-
-class DeleteEipCmd(EipCmd):
-    PATH: ClassVar[str] = "/flatnetworkprovider/eip/delete"
-
-
 NESTED: dict[tuple[str, str], type] = {
     ("StartVmCmd", "rootVolume"): VolumeTO,
     ("StartVmCmd", "dataVolumes"): VolumeTO,
@@ -486,8 +451,6 @@ NESTED: dict[tuple[str, str], type] = {
     ("DetachDataVolumeCmd", "volume"): VolumeTO,
     ("AttachNicCmd", "nic"): NicTO,
     ("DetachNicCmd", "nic"): NicTO,
-    ("ApplyEipCmd", "eips"): EipTO,
-    ("DeleteEipCmd", "eips"): EipTO,
 }
 
 # Every command class by path: what an agent must serve.
@@ -500,7 +463,6 @@ COMMANDS: dict[str, type] = {
         PrimaryStorageCapacityCmd, CreateEmptyVolumeCmd, CreateVolumeFromImageCmd, DeleteVolumeCmd,
         CreateVolumeSnapshotCmd,
         ConnectBackupStorageCmd, BackupStorageCapacityCmd, DownloadImageCmd, DeleteImageCmd,
-        ApplyEipCmd, DeleteEipCmd,
     )
 }
 
@@ -521,7 +483,23 @@ def reply_within(value: str | None, cap: float = 10.0) -> float:
     except ValueError:
         return 0.0
 
-ASYNC_PATHS: frozenset[str] = frozenset({
+ASYNC_PATHS: set[str] = {
     StartVmCmd.PATH, StopVmCmd.PATH, RebootVmCmd.PATH, MigrateVmCmd.PATH, CreateVolumeFromImageCmd.PATH,
     DownloadImageCmd.PATH,
-})
+}
+
+
+def register(*commands: type, long: bool = False, nested: dict[str, type] | None = None) -> None:
+    """Add commands to the contract: a plugin's protocol module calls this at import, so the MN,
+    the agents and the simulator (which import it too) know them. `long` commands use the async
+    form (ASYNC_PATHS); `nested` names the fields holding transfer objects (field -> dataclass),
+    as NESTED does. A path registered twice by different classes is an error."""
+    for cls in commands:
+        path = cls.PATH  # type: ignore[attr-defined]
+        if COMMANDS.get(path, cls) is not cls:
+            raise ValueError(f"agent protocol path {path} is already {COMMANDS[path].__name__}, not {cls.__name__}")
+        COMMANDS[path] = cls
+        for fname, to in (nested or {}).items():
+            NESTED[(cls.__name__, fname)] = to
+        if long:
+            ASYNC_PATHS.add(path)

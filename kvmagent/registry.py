@@ -3,7 +3,8 @@
 Handler modules (host, vm, network, local storage, backup storage, ...) declare their commands
 with `@command(CmdClass)`; a handler takes the Agent and the typed command and returns a Reply
 dataclass, or raises AgentError (the message goes back to the MN as the reply's `error`).
-Registration happens at import; `kvmagent.server.HANDLER_MODULES` lists the modules imported.
+Registration happens at import: `kvmagent.server.HANDLER_MODULES` lists the core's modules, the
+plugins' kvmagent modules come from kvmagent.plugins.
 """
 
 from __future__ import annotations

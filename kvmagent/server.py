@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from kvmagent import plugins
 from kvmagent import protocol as p
 from kvmagent.config import AgentConfig, load
 from kvmagent.registry import COMMANDS, AgentError
@@ -30,27 +31,16 @@ from kvmagent.wire import WireError, encode_reply, failure, validate
 
 log = logging.getLogger(__name__)
 
-# The modules whose @command handlers this agent serves (imported by Agent()).
-HANDLER_MODULES = (
-    "kvmagent.host",
-    "kvmagent.vm",
-    "kvmagent.network",
-    "kvmagent.localstorage",
-    "kvmagent.backupstorage",
-    "kvmagent.eip",
-)
+# The core's modules of @command handlers (imported by Agent(), then the plugins' modules).
+HANDLER_MODULES = ("kvmagent.host", "kvmagent.vm", "kvmagent.network")
 TASK_HEADER, CALLBACK_HEADER, REPLY_WITHIN_HEADER = p.TASK_HEADER, p.CALLBACK_HEADER, p.REPLY_WITHIN_HEADER
 
 
-def load_handlers(modules: tuple[str, ...] = HANDLER_MODULES) -> None:
-    """Import the handler modules that exist (a module not yet written is skipped with a log line)."""
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            log.warning("handler module %s is not present", name)
+def load_handlers(plugin_refs: str = "") -> None:
+    """Import the core's handler modules, then the plugins' (kvmagent.plugins.load)."""
+    for name in HANDLER_MODULES:
+        importlib.import_module(name)
+    plugins.load(plugin_refs)
 
 
 class Agent:
@@ -69,7 +59,7 @@ class Agent:
         self.host_uuid: str | None = None
         self.mn_url: str | None = None
         self._load_identity()
-        load_handlers()
+        load_handlers(config.plugins)
 
     # ---- identity -----------------------------------------------------------------------------
     def _identity_file(self) -> Path:

@@ -28,6 +28,12 @@ from mn.errors import AGENT_ERROR, AGENT_UNREACHABLE, TIMEOUT, ApiError
 log = logging.getLogger(__name__)
 
 
+EVENTS_PATH = "/agent/events"
+"""Where agents POST events they did not cause (their `sendCommandUrl`, on the MN)."""
+CALLBACK_PATH = "/agent/callback"
+"""Where agents POST the replies of async-form commands (the `callbackurl` header, on the MN)."""
+
+
 class _Waiter:
     __slots__ = ("done", "reply")
 

@@ -1,7 +1,8 @@
 """The Flask application factory: one MN process = one app + its services.
 
-create_app() migrates the database, registers this MN, recovers what a previous run left
-half-done (before any request is accepted), and mounts both transports.
+create_app() loads the core's services and the enabled plugins (mn.services.load_all), migrates
+the database (the core's chain, then each plugin's), registers this MN, recovers what a previous
+run left half-done (before any request is accepted), and mounts both transports.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 from flask import Flask, jsonify
 from sqlalchemy import select
 
-from mn import __version__
-from mn.agent import AgentClient
+from mn import __version__, plugins
+from mn.agent import CALLBACK_PATH, AgentClient
 from mn.api import agent_events, rest, rpc
 from mn.api.dispatch import Dispatcher
 from mn.api.openapi import build_openapi
@@ -65,7 +66,7 @@ def _forget_workers(svc: Services, uuids: list[str]) -> None:
 
 def _callback_url(config: MNConfig) -> str | None:
     """Where agents send async replies to this process; None until the API server's port is known."""
-    return config.callback_url_base + agent_events.CALLBACK_PATH if config.port else None
+    return config.callback_url_base + CALLBACK_PATH if config.port else None
 
 
 def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
@@ -79,11 +80,9 @@ def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
     svc = Services(config=config, db=db, agents=AgentClient(timeout=config.agent_timeout,
                                                                callback_url=lambda: _callback_url(config),
                                                                reply_within=config.agent_reply_within),
-                   gconf=gconf,
-                   mn_uuid=worker_uuid(base, worker.index))
-    svc.extras["sessions"] = identity.SessionCache()
-    # This machine's other MN processes: a result request for one of their jobs re-reads it often.
-    svc.extras["siblings"] = frozenset(worker_uuid(base, i) for i in range(worker.count))
+                   gconf=gconf, mn_uuid=worker_uuid(base, worker.index), sessions=identity.SessionCache(),
+                   # This machine's other MN processes: a result request for one of their jobs re-reads it often.
+                   siblings=frozenset(worker_uuid(base, i) for i in range(worker.count)))
     _register_mn(svc)
     identity.ensure_admin(svc)
     return svc
@@ -91,10 +90,10 @@ def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
 
 def create_app(config: MNConfig | None = None, worker: Worker = Worker()) -> Flask:
     config = config or MNConfig.load()
-    load_all()
+    load_all(config.disabled)
     svc = build_services(config, worker)
     runner = JobRunner(svc.db, svc.mn_uuid, workers=config.job_threads(worker.count))
-    svc.extras["jobs"] = runner
+    svc.jobs = runner
     from mn import recovery
 
     if worker.index == 0 and not worker.restarted:  # the whole MN starts: nothing of it runs yet
@@ -126,7 +125,7 @@ def create_app(config: MNConfig | None = None, worker: Worker = Worker()) -> Fla
             s.execute(select(1))
         bg = app.extensions.get("zstack.background")  # set by mn.server once its tasks run
         return jsonify({"status": "ok", "version": __version__, "managementNodeUuid": svc.mn_uuid,
-                        "process": worker.index, "processes": worker.count,
+                        "process": worker.index, "processes": worker.count, "plugins": plugins.names(),
                         "backgroundRounds": dict(bg.rounds) if bg is not None else {}})
 
     return app

@@ -36,6 +36,7 @@ class MNConfig:
                                # machine's address when `host` is a wildcard)
     processes: int = 0         # MN processes sharing `port` (SO_REUSEPORT), 0: CPUs + 1, at most 8 (mn/workers.py)
     callback_port: int = 0     # set at start: where this process takes agents' async replies (0: `port`)
+    disabled_plugins: str = ""  # comma-separated names of installed plugins not to load (mn/plugins.py)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
@@ -44,6 +45,11 @@ class MNConfig:
         for name in ("workers", "http_threads", "processes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (automatic) or a positive number, got {getattr(self, name)}")
+
+    @property
+    def disabled(self) -> frozenset[str]:
+        """The plugin names of `disabled_plugins`."""
+        return frozenset(n.strip() for n in self.disabled_plugins.split(",") if n.strip())
 
     def job_threads(self, processes: int) -> int:
         """Job executor threads of each of `processes` MN processes: `workers`, or by default

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
@@ -15,22 +15,58 @@ from mn.config import MNConfig
 from mn.db.engine import Database
 from mn.flow import Flow, Step
 from mn.globalconfig import GlobalConfigStore
+from mn.jobs import JobRunner
 from mn.models import ApiJob
 
 T = TypeVar("T")
 _JOURNAL = update(ApiJob).where(ApiJob.uuid == bindparam("job")).values(flowState=bindparam("fs"))
 
 
+class SessionStore(Protocol):
+    """Sessions as the dispatcher checks them (mn.services.identity.SessionCache)."""
+
+    def validate(self, svc: Services, session_uuid: str | None) -> str: ...
+
+    def drop(self, session_uuid: str) -> None: ...
+
+
 @dataclass
 class Services:
-    """The long-lived services of one MN process."""
+    """The long-lived services of one MN process.
+
+    `jobs` is set once the app factory made the job runner (before any request); `siblings` are
+    the uuids of this machine's other MN processes; `flow_faults` names flow steps after which a
+    flow fails (`flow:step`, tests of rollbacks). A module that keeps per-process state of its own
+    (a plugin's cache, the host tracker) gets it with component(), keyed by its class.
+    """
 
     config: MNConfig
     db: Database
     agents: AgentClient
     gconf: GlobalConfigStore
     mn_uuid: str
-    extras: dict[str, Any] = field(default_factory=dict)
+    sessions: SessionStore | None = None
+    jobs: JobRunner | None = None
+    siblings: frozenset[str] = frozenset()
+    flow_faults: set[str] = field(default_factory=set)
+    _components: dict[type, Any] = field(default_factory=dict, repr=False)
+
+    def component(self, cls: type[T], make: Callable[[], T]) -> T:
+        """The process's one instance of `cls`, made by `make` on first use."""
+        found = self._components.get(cls)
+        if found is None:
+            found = self._components.setdefault(cls, make())
+        return found
+
+    def job_runner(self) -> JobRunner:
+        if self.jobs is None:
+            raise RuntimeError("this MN process has no job runner yet (mn.app.create_app makes it)")
+        return self.jobs
+
+    def session_store(self) -> SessionStore:
+        if self.sessions is None:
+            raise RuntimeError("this MN process has no session store yet (mn.app.build_services makes it)")
+        return self.sessions
 
 
 @dataclass
@@ -94,6 +130,6 @@ class ApiContext:
         return self.db.grouped(run)
 
     def run_flow(self, flow: Flow, data: dict[str, Any]) -> dict[str, Any]:
-        faults = self.svc.extras.get("flow_faults")
+        faults = self.svc.flow_faults
         return flow.run(self, data, journal=self.journal if self.job_uuid else None,
                         fault=faults.__contains__ if faults else None)

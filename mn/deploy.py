@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import io
 import json
 import logging
@@ -32,8 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mn.errors import OPERATION_ERROR, TIMEOUT, ApiError
+from mn.globalconfig import GlobalConfigStore, define
 from mn.ssh import SshTarget, mn_key_pair
 from mn.ssh import run as ssh_run
+from zstack_plugins import Plugin
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +58,38 @@ class AgentSettings:
     port: int = 7070
     acceleration: str = "auto"   # kvm, tcg, or auto (kvm when the host has /dev/kvm)
     libvirt: bool = True         # False on an SFTP backup-storage host
+    plugins: str = ""            # the agent's plugins: comma-separated `module:attribute` references
 
     def as_vars(self) -> dict[str, object]:
         return {"kvmhost_port": self.port, "kvmhost_acceleration": self.acceleration,
-                "kvmhost_libvirt": self.libvirt, "kvmhost_install_dir": INSTALL_DIR}
+                "kvmhost_libvirt": self.libvirt, "kvmhost_install_dir": INSTALL_DIR,
+                "kvmhost_plugins": self.plugins}
+
+
+# The agent's settings on every machine it is deployed to (KVM hosts, SFTP backup-storage hosts);
+# in category "kvm", as ZStack names them.
+AGENT_PORT = define("kvm", "agent.port", 7070, "the TCP port zstack-kvmagent listens on (KVM and SFTP hosts)",
+                    int, lambda v: 0 < v < 65536)
+ACCELERATION = define("kvm", "vm.acceleration", "auto",
+                      "guest acceleration: kvm, tcg (emulation), or auto (kvm where /dev/kvm exists)",
+                      valid_values=("auto", "kvm", "tcg"))
+
+
+def agent_settings(gconf: GlobalConfigStore, libvirt: bool = True) -> AgentSettings:
+    """The settings a deploy gives the agent now (global configs kvm/agent.port, kvm/vm.acceleration)."""
+    return AgentSettings(port=int(gconf.get(AGENT_PORT)), acceleration=str(gconf.get(ACCELERATION)),
+                         libvirt=libvirt, plugins=",".join(ref for ref, _ in agent_plugins()))
+
+
+def agent_url(ip: str, port: int) -> str:
+    """Where the MN reaches an agent deployed on `ip`."""
+    return f"http://{ip}:{port}"
+
+
+def ssh_target(row: object, host: str) -> SshTarget:
+    """The SSH login of a row holding sshPort, username and password (a KVM host, an SFTP storage)."""
+    return SshTarget(host, int(getattr(row, "sshPort", None) or 22), getattr(row, "username"),  # noqa: B009
+                     getattr(row, "password", None))
 
 
 @dataclass
@@ -95,31 +126,74 @@ def ansible_playbook() -> str:
 
 
 def agent_source() -> Path:
-    """The `kvmagent` package this MN runs: what is deployed to hosts."""
+    """The `kvmagent` package this MN runs: the core of what is deployed to hosts."""
     import kvmagent
 
     return Path(kvmagent.__file__).resolve().parent
 
 
-def agent_files(src: Path | None = None) -> list[Path]:
-    """The package's files (no caches), sorted, relative to the package directory."""
-    src = src or agent_source()
-    return sorted(p.relative_to(src) for p in src.rglob("*")
+def _code_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*")
                   if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"))
 
 
-@functools.lru_cache(maxsize=4)
-def agent_snapshot(src: Path | None = None) -> tuple[str, bytes]:
-    """(sha256 of the package's file names and contents, its tar.gz), taken once per process: what
+def _module_files(module: str, whole: bool = True) -> list[tuple[str, Path]]:
+    """(archive path, file) of a module (a package: all its files, or with `whole` False only its
+    __init__.py) and of its parent packages' __init__.py."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ApiError(OPERATION_ERROR, f"the agent module {module} of a plugin is not installed")
+    origin = Path(spec.origin).resolve()
+    parts = module.split(".")
+    if spec.submodule_search_locations:  # a package: every file of it
+        root = origin.parent
+        out = [("/".join(parts) + "/" + str(f.relative_to(root)), f) for f in (_code_files(root) if whole else [origin])]
+        parents = parts[:-1]
+        top = root.parent
+    else:
+        out = [("/".join(parts[:-1] + [origin.name]), origin)]
+        parents = parts[:-1]
+        top = origin.parent
+    for i in range(len(parents), 0, -1):  # zstack_plugins/eip/__init__.py, zstack_plugins/__init__.py
+        init = top / "__init__.py"
+        if init.is_file():
+            out.append(("/".join(parents[:i]) + "/__init__.py", init))
+        top = top.parent
+    return out
+
+
+def agent_plugins() -> list[tuple[str, Plugin]]:
+    """(entry-point reference, plugin) of the enabled plugins that run on hosts (protocol or kvmagent)."""
+    from mn import plugins
+
+    refs = plugins.references()
+    return [(refs[p.name], p) for p in plugins.enabled() if p.modules("kvmagent")]
+
+
+def agent_files() -> list[tuple[str, Path]]:
+    """(path in the archive, file) of what runs on a host, sorted: the kvmagent package (no caches)
+    and, of every enabled plugin that runs on hosts, its protocol and kvmagent modules with their
+    packages' __init__.py files (where its Plugin object is)."""
+    src = agent_source()
+    files = {f"kvmagent/{f.relative_to(src)}": f for f in _code_files(src)}
+    for ref, plugin in agent_plugins():
+        files.update(_module_files(ref.partition(":")[0], whole=False))  # where the Plugin is
+        for module in plugin.modules("kvmagent"):
+            files.update(_module_files(module))
+    return sorted(files.items())
+
+
+@functools.lru_cache(maxsize=1)
+def agent_snapshot() -> tuple[str, bytes]:
+    """(sha256 of the files' archive paths and contents, their tar.gz), taken once per process: what
     this MN deploys is the agent it started with, even if the files change under it."""
-    src = src or agent_source()
     h = hashlib.sha256()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for rel in agent_files(src):
-            data = (src / rel).read_bytes()
-            h.update(str(rel).encode() + b"\0" + data + b"\0")
-            info = tarfile.TarInfo(str(Path("kvmagent") / rel))
+        for name, path in agent_files():
+            data = path.read_bytes()
+            h.update(name.encode() + b"\0" + data + b"\0")
+            info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
     return h.hexdigest(), buf.getvalue()
@@ -135,20 +209,25 @@ def role_digest() -> str:
     return h.hexdigest()
 
 
-def agent_version(settings: AgentSettings, src: Path | None = None) -> str:
+def agent_version(settings: AgentSettings) -> str:
     """sha256 of the agent's code (agent_snapshot), of the role that installs it and of the agent's
     settings (the same for a KVM host and an SFTP backup-storage host, so one machine can be both
     without redeploys)."""
-    h = hashlib.sha256(agent_snapshot(src)[0].encode() + role_digest().encode())
+    h = hashlib.sha256(agent_snapshot()[0].encode() + role_digest().encode())
     agent_side = {k: v for k, v in settings.as_vars().items() if k != "kvmhost_libvirt"}  # not the agent's
     h.update(json.dumps(agent_side, sort_keys=True).encode())
     return h.hexdigest()
 
 
-def write_archive(dest: Path, src: Path | None = None) -> Path:
-    """The snapshot's tar.gz of the package as `kvmagent/...` (what the role unpacks into INSTALL_DIR)."""
-    dest.write_bytes(agent_snapshot(src)[1])
+def write_archive(dest: Path) -> Path:
+    """The snapshot's tar.gz (what the role unpacks into INSTALL_DIR: `kvmagent/...` and the plugins')."""
+    dest.write_bytes(agent_snapshot()[1])
     return dest
+
+
+def archive_packages() -> list[str]:
+    """The top-level packages in the archive (the role replaces each of them)."""
+    return sorted({name.split("/", 1)[0] for name, _ in agent_files()})
 
 
 def inventory(target: SshTarget) -> dict:
@@ -164,6 +243,7 @@ def inventory(target: SshTarget) -> dict:
 def extra_vars(target: SshTarget, settings: AgentSettings, version: str, archive: Path,
                public_key: str) -> dict[str, object]:
     out: dict[str, object] = {**settings.as_vars(), "kvmhost_agent_version": version,
+                              "kvmhost_agent_packages": archive_packages(),
                               "kvmhost_agent_archive": str(archive), "kvmhost_mn_public_key": public_key,
                               "kvmhost_become": target.username != "root"}
     if target.password:

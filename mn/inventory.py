@@ -2,7 +2,7 @@
 
 Every inventory carries exactly the catalogue's fields. Column values come from the model;
 collection fields (attachedClusterUuids, vmNics, allVolumes, ...) are declared once in
-COLLECTIONS and loaded in one batched query per collection and page, never per row.
+COLLECTIONS (register_collections for a plugin's models) and loaded in one batched query per collection and page, never per row.
 """
 
 from __future__ import annotations
@@ -59,11 +59,15 @@ COLLECTIONS: dict[type, dict[str, Collection]] = {
         "allVolumes": Collection(m.Volume, "vmInstanceUuid", order_by="deviceId"),
     },
     m.VmNic: {"usedIps": Collection(m.UsedIp, "vmNicUuid")},
-    m.Vip: {
-        "peerL3NetworkUuids": Collection(m.VipPeerL3NetworkRef, "vipUuid", attr="l3NetworkUuid", order_by="id"),
-        "servicesRefs": Collection(m.VipNetworkServicesRef, "vipUuid"),
-    },
 }
+
+
+def register_collections(model: type, collections: dict[str, Collection]) -> None:
+    """Declare the collection fields of a model's inventory (a plugin's models call this)."""
+    for name in collections:
+        if name in COLLECTIONS.get(model, {}):
+            raise ValueError(f"collection {name} of {model.__name__} is declared twice")
+    COLLECTIONS.setdefault(model, {}).update(collections)
 
 # Inventory chosen by row, where one table serves several inventories.
 INVENTORY_BY_ROW: dict[type, Callable[[Any], str]] = {

@@ -69,20 +69,36 @@ class Target:
     where: tuple[tuple[str, Any], ...] = ()
 
 
-def _targets() -> dict[str, Target]:
+# Inventories served by a table with a filter (one table, several inventories); plugins add theirs.
+FILTERED: dict[str, Target] = {
+    "L2VlanNetworkInventory": Target(m.L2Network, (("type", "L2VlanNetwork"),)),
+    "NormalIpRangeInventory": Target(m.IpRange, (("ipRangeType", "Normal"),)),
+}
+
+
+def register_target(inventory: str, target: Target) -> None:
+    """Serve `inventory` from a table with a filter (e.g. SimulatorHostInventory: hosts of type Simulator)."""
+    FILTERED[inventory] = target
+    TARGETS[inventory] = target
+
+
+def refresh_targets() -> None:
+    """TARGETS from every mapped model with an inventory (plugins' models too, once they are
+    loaded) and the filtered targets. Updated in place: modules hold the same dict."""
     out: dict[str, Target] = {}
     for mapper in m.Account.registry.mappers:
         cls = mapper.class_
         inv = getattr(cls, "__inventory__", None)
         if inv:
             out[inv] = Target(cls)
-    out["L2VlanNetworkInventory"] = Target(m.L2Network, (("type", "L2VlanNetwork"),))
-    out["SimulatorHostInventory"] = Target(m.Host, (("hypervisorType", "Simulator"),))
-    out["NormalIpRangeInventory"] = Target(m.IpRange, (("ipRangeType", "Normal"),))
-    return out
+    out.update(FILTERED)
+    TARGETS.clear()
+    TARGETS.update(out)
 
 
-TARGETS = _targets()
+TARGETS: dict[str, Target] = {}
+"""Inventory name -> the table (and filter) behind it: what Query APIs can serve."""
+refresh_targets()
 
 
 def parse_date(v: str) -> dt.datetime:

@@ -35,7 +35,7 @@ def reconciler(name: str) -> Callable[[Callable[[Services], None]], Callable[[Se
 def recover(svc: Services, owners: list[str] | None = None, reconcile: bool = True) -> None:
     """Roll back and fail the Processing jobs of `owners` (default: this MN), then, with
     `reconcile`, run every reconcile hook (only while no other process of this MN runs work)."""
-    runner = svc.extras["jobs"]
+    runner = svc.job_runner()
     with svc.db.ro() as s:
         jobs = s.scalars(select(ApiJob).where(ApiJob.state == "Processing",
                                               ApiJob.managementNodeUuid.in_(owners or [svc.mn_uuid]))).all()

@@ -43,12 +43,12 @@ class RunningMN:
         start rolls those flows back), and shut down."""
         self.background.stop()
         svc = self.services
-        svc.extras["jobs"].wait_idle(timeout=drain)
+        svc.job_runner().wait_idle(timeout=drain)
         self.server.close()  # type: ignore[attr-defined]
         if self.thread is not None:
             self.thread.join(timeout=10)
         svc.agents.abort_waiting("the management node is stopping")
-        svc.extras["jobs"].shutdown()
+        svc.job_runner().shutdown()
         svc.db.dispose()
         if self.simulator is not None:
             self.simulator.stop()  # type: ignore[attr-defined]

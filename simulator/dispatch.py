@@ -2,7 +2,7 @@
 
 serve_command() is the whole life of one protocol request minus HTTP; run_command() is the same
 without faults, JSON or counting (what unit tests call). Every path in protocol.COMMANDS has a
-handler here (checked at import). A command is validated against its dataclass before it runs:
+handler here or in a plugin's simulator module (simulator.registry), checked when the routes are built. A command is validated against its dataclass before it runs:
 required fields present, JSON types right (an int is not a string, a list is a list), nested
 VolumeTO/NicTO too; unknown fields are ignored, like protocol.from_wire does. A command whose
 hostUuid/psUuid/bsUuid names another target than the URL's fails (ping excepted: its reply's
@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from kvmagent import protocol as p
 from kvmagent.wire import WireError, encode_reply, failure, validate
-from simulator import hosts, storage
+from simulator import hosts, plugins, registry, storage
 from simulator.faults import Fault
 from simulator.model import SimError
 from simulator.state import SimState
@@ -29,7 +29,7 @@ JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
 OK, BAD_REQUEST, NOT_FOUND, SERVER_ERROR = "200 OK", "400 Bad Request", "404 Not Found", "500 Internal Server Error"
 
-HOSTS, PRIMARY, BACKUP = "hosts", "primary-storage", "backup-storage"
+HOSTS, PRIMARY, BACKUP = registry.HOSTS, registry.PRIMARY, registry.BACKUP
 NOUNS = {HOSTS: "host", PRIMARY: "primary storage", BACKUP: "backup storage"}
 
 
@@ -39,7 +39,9 @@ class Route(NamedTuple):
 
 
 def _routes() -> dict[str, dict[str, Route]]:
-    tables = {HOSTS: hosts.HANDLERS, PRIMARY: storage.PS_HANDLERS, BACKUP: storage.BS_HANDLERS}
+    tables = {HOSTS: {**hosts.HANDLERS, **registry.HANDLERS[HOSTS]},
+              PRIMARY: {**storage.PS_HANDLERS, **registry.HANDLERS[PRIMARY]},
+              BACKUP: {**storage.BS_HANDLERS, **registry.HANDLERS[BACKUP]}}
     routes: dict[str, dict[str, Route]] = {k: {} for k in tables}
     for path, cls in p.COMMANDS.items():
         kind = next((k for k, t in tables.items() if path in t), None)
@@ -49,8 +51,16 @@ def _routes() -> dict[str, dict[str, Route]]:
     return routes
 
 
-ROUTES = _routes()
-"""Target kind -> protocol path -> Route."""
+_ROUTES: list = [-1, {}]  # [registry version they were built at, routes]
+
+
+def routes() -> dict[str, dict[str, Route]]:
+    """Target kind -> protocol path -> Route, for the core and every plugin (loaded on first use).
+    Every protocol command has a handler (checked when the routes are built)."""
+    if _ROUTES[0] != registry.version():
+        plugins.load()
+        _ROUTES[:] = [registry.version(), _routes()]
+    return _ROUTES[1]
 
 _LOOKUP: dict[str, Callable[[SimState, str], Any]] = {
     HOSTS: SimState.host, PRIMARY: SimState.primary_storage, BACKUP: SimState.backup_storage,
@@ -62,7 +72,7 @@ _OWNER_FIELD = {HOSTS: "hostUuid", PRIMARY: "psUuid", BACKUP: "bsUuid"}
 
 def run_command(state: SimState, kind: str, target_uuid: str, path: str, data: Any) -> dict[str, Any]:
     """Run one protocol command on one target; always returns a reply dict (failures included)."""
-    route = ROUTES[kind].get(path)
+    route = routes()[kind].get(path)
     if route is None:
         return failure(f"{path} is not a command a simulated {NOUNS[kind]} serves")
     try:
@@ -96,7 +106,7 @@ def _apply_fault(state: SimState, fault: Fault, path: str, target: str) -> tuple
 def serve_command(state: SimState, kind: str, target_uuid: str, path: str,
                   body: bytes) -> tuple[str, bytes, str]:
     """One protocol request: (HTTP status line, body, content type)."""
-    if path not in ROUTES[kind]:
+    if path not in routes()[kind]:
         msg = f"{path} is not a command a simulated {NOUNS[kind]} serves"
         return NOT_FOUND, json.dumps(failure(msg)).encode(), JSON_TYPE
     fault = state.faults.take(path, target_uuid)

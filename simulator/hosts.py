@@ -12,7 +12,6 @@ Applied EIPs are recorded per host by VIP; their bridges must exist and a VIP se
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,7 @@ from simulator.model import SimError, SimHost, SimVm, vnc_port
 from simulator.state import SimState
 
 MAX_BRIDGE_NAME = 15
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _MISSING = object()
 
 
@@ -45,7 +44,7 @@ def _need_state(vm: SimVm, host: SimHost, action: str, *states: str) -> None:
                        f"not {' or '.join(states)}")
 
 
-def _need_bridge(host: SimHost, bridge: str, who: str) -> None:
+def need_bridge(host: SimHost, bridge: str, who: str) -> None:
     if bridge not in host.bridges:
         raise SimError(f"{who}: bridge {bridge} does not exist on simulated host {host.uuid}")
 
@@ -97,7 +96,7 @@ def start_vm(state: SimState, host: SimHost, cmd: p.StartVmCmd) -> p.StartVmRsp:
         raise SimError(f"VM {uuid} has two NICs with the same uuid or MAC")
     with host.lock:
         for nic in cmd.nics:
-            _need_bridge(host, nic.bridgeName, f"NIC {nic.uuid} of VM {uuid}")
+            need_bridge(host, nic.bridgeName, f"NIC {nic.uuid} of VM {uuid}")
         old = host.vms.get(uuid)
         if old is not None and old.state == p.VM_RUNNING:
             raise SimError(f"VM {uuid} is already running on simulated host {host.uuid}")
@@ -169,7 +168,7 @@ def migrate_vm(state: SimState, host: SimHost, cmd: p.MigrateVmCmd) -> p.Reply:
         vm = _vm(host, cmd.vmUuid)
         _need_state(vm, host, "migrate", p.VM_RUNNING)
         for nic in vm.nics:
-            _need_bridge(dest, nic.bridgeName, f"migration of VM {vm.uuid}")
+            need_bridge(dest, nic.bridgeName, f"migration of VM {vm.uuid}")
         if vm.uuid in dest.vms:
             raise SimError(f"VM {vm.uuid} already exists on destination host {dest.uuid}")
         del host.vms[vm.uuid]
@@ -223,7 +222,7 @@ def attach_nic(state: SimState, host: SimHost, cmd: p.AttachNicCmd) -> p.Reply:
     with host.lock:
         vm = _vm(host, cmd.vmUuid)
         _need_state(vm, host, "attach a NIC to", p.VM_RUNNING, p.VM_PAUSED)
-        _need_bridge(host, nic.bridgeName, f"NIC {nic.uuid} of VM {vm.uuid}")
+        need_bridge(host, nic.bridgeName, f"NIC {nic.uuid} of VM {vm.uuid}")
         if any(n.uuid == nic.uuid or n.mac == nic.mac for n in vm.nics):
             raise SimError(f"NIC {nic.uuid} (MAC {nic.mac}) is already attached to VM {vm.uuid}")
         vm.nics.append(nic)
@@ -275,7 +274,7 @@ def create_vlan_bridge(state: SimState, host: SimHost, cmd: p.CreateVlanBridgeCm
 
 def check_bridge(state: SimState, host: SimHost, cmd: p.CheckBridgeCmd) -> p.Reply:
     with host.lock:
-        _need_bridge(host, cmd.bridgeName, "check")
+        need_bridge(host, cmd.bridgeName, "check")
         if cmd.vlan is not None and host.bridges[cmd.bridgeName] != cmd.vlan:
             raise SimError(f"bridge {cmd.bridgeName} on simulated host {host.uuid} has vlan "
                            f"{host.bridges[cmd.bridgeName]}, not {cmd.vlan}")
@@ -293,53 +292,6 @@ def delete_bridge(state: SimState, host: SimHost, cmd: p.DeleteBridgeCmd) -> p.R
 
 
 # ---- flat network EIP -------------------------------------------------------------------------
-
-def _check_eip(host: SimHost, e: p.EipTO) -> None:
-    for name in ("vip", "guestIp"):
-        value = getattr(e, name)
-        try:
-            ipaddress.IPv4Address(value)
-        except ValueError:
-            raise SimError(f"EIP {e.eipUuid}: {name} {value!r} is not an IPv4 address") from None
-    if e.vip == e.guestIp:
-        raise SimError(f"EIP {e.eipUuid}: the VIP and the guest IP are both {e.vip}")
-    if not _MAC.match(e.nicMac or ""):
-        raise SimError(f"EIP {e.eipUuid}: nicMac {e.nicMac!r} is not a MAC address")
-    _need_bridge(host, e.guestBridgeName, f"EIP {e.eipUuid}")
-    if e.vipBridgeName is not None:
-        _need_bridge(host, e.vipBridgeName, f"EIP {e.eipUuid}")
-
-
-def apply_eips(state: SimState, host: SimHost, cmd: p.ApplyEipCmd) -> p.Reply:
-    """All or nothing: every EIP is checked before any is recorded. A VIP applied for another
-    EIP (or another guest IP) on this host is refused; the same EIP again is a no-op."""
-    vips = [e.vip for e in cmd.eips]
-    if len(set(vips)) != len(vips):
-        raise SimError(f"two EIPs of one command use the same VIP: {vips}")
-    with host.lock:
-        for e in cmd.eips:
-            _check_eip(host, e)
-            old = host.eips.get(e.vip)
-            if old is not None and (old.eipUuid != e.eipUuid or old.guestIp != e.guestIp):
-                raise SimError(f"VIP {e.vip} is already applied on simulated host {host.uuid} for EIP "
-                               f"{old.eipUuid} (guest {old.guestIp})")
-        for e in cmd.eips:
-            host.eips[e.vip] = e
-    return p.Reply()
-
-
-def delete_eips(state: SimState, host: SimHost, cmd: p.DeleteEipCmd) -> p.Reply:
-    """Deleting an EIP the host does not have succeeds; a VIP applied for another EIP is refused."""
-    with host.lock:
-        for e in cmd.eips:
-            old = host.eips.get(e.vip)
-            if old is not None and old.eipUuid != e.eipUuid:
-                raise SimError(f"VIP {e.vip} on simulated host {host.uuid} is applied for EIP {old.eipUuid}, "
-                               f"not {e.eipUuid}")
-        for e in cmd.eips:
-            host.eips.pop(e.vip, None)
-    return p.Reply()
-
 
 HANDLERS: dict[str, Callable[[SimState, SimHost, Any], p.Reply]] = {
     p.ConnectCmd.PATH: connect,
@@ -364,7 +316,5 @@ HANDLERS: dict[str, Callable[[SimState, SimHost, Any], p.Reply]] = {
     p.CreateVlanBridgeCmd.PATH: create_vlan_bridge,
     p.CheckBridgeCmd.PATH: check_bridge,
     p.DeleteBridgeCmd.PATH: delete_bridge,
-    p.ApplyEipCmd.PATH: apply_eips,
-    p.DeleteEipCmd.PATH: delete_eips,
 }
 """Protocol path -> handler for everything a host serves."""

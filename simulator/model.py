@@ -17,7 +17,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from kvmagent.protocol import EipTO, NicTO, VolumeTO, to_wire
+from kvmagent.protocol import NicTO, VolumeTO, to_wire
+from simulator import registry
 
 VNC_BASE_PORT = 5900
 
@@ -74,7 +75,7 @@ class SimHost:
     send_command_url: str | None = None
     vms: dict[str, SimVm] = field(default_factory=dict)
     bridges: dict[str, int | None] = field(default_factory=dict)
-    eips: dict[str, EipTO] = field(default_factory=dict)  # applied EIPs by VIP address
+    extras: dict[str, Any] = field(default_factory=dict)  # plugins' state (simulator.registry.host_state)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def used_memory(self) -> int:
@@ -89,7 +90,7 @@ class SimHost:
             "sendCommandUrl": self.send_command_url,
             "vms": {u: vm.view() for u, vm in self.vms.items()},
             "bridges": sorted(self.bridges),
-            "eips": {vip: to_wire(e) for vip, e in sorted(self.eips.items())},
+            **{key: self.extras.get(key, {}) for key in registry.HOST_STATE},
         }
 
 

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from kvmagent.protocol import EipTO, NicTO, VolumeTO, from_wire, to_wire
+from kvmagent.protocol import NicTO, VolumeTO, from_wire, to_wire
 from simulator.model import SimBackupStorage, SimHost, SimImage, SimPrimaryStorage, SimVm, SimVolume
 from simulator.state import SimState
 
@@ -35,7 +35,7 @@ def dump(state: SimState) -> dict[str, Any]:
                          "rootVolume": to_wire(vm.root_volume) if vm.root_volume else None,
                          "dataVolumes": [to_wire(v) for v in vm.data_volumes],
                          "nics": [to_wire(n) for n in vm.nics]} for vm in h.vms.values()],
-                "eips": [to_wire(e) for e in h.eips.values()],
+                "extras": dict(h.extras),
             })
     pss = []
     for ps in list(state.primary_storages.values()):
@@ -69,7 +69,9 @@ def load(state: SimState, data: dict[str, Any]) -> None:
     for d in data["hosts"]:
         h = SimHost(d["uuid"], d["cpuNum"], d["memory"], d["cpuSpeed"], d["cpuSockets"], d.get("managementIp"))
         h.bridges = dict(d["bridges"])
-        h.eips = {e["vip"]: from_wire(EipTO, e) for e in d.get("eips", [])}
+        h.extras = dict(d.get("extras") or {})
+        if d.get("eips"):  # saved before EIP was a plugin
+            h.extras["eips"] = {e["vip"]: e for e in d["eips"]}
         for v in d["vms"]:
             vm = SimVm(v["uuid"], v["name"], v["state"], v["cpuNum"], v["memory"], v["cpuSpeed"],
                        from_wire(VolumeTO, v["rootVolume"]) if v["rootVolume"] else None,

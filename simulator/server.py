@@ -21,6 +21,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from kvmagent.protocol import reply_within
+from simulator import plugins
 from simulator.admin import handle_admin
 from simulator.dispatch import BACKUP, HOSTS, JSON_TYPE, NOT_FOUND, PRIMARY, serve_command
 from simulator.state import SimState
@@ -45,7 +46,9 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 
 
 def make_app(state: SimState, tasks: AsyncTasks | None = None) -> WSGIApp:
-    """The simulator as a WSGI callable serving `state`; `tasks` runs async-form commands."""
+    """The simulator as a WSGI callable serving `state`; `tasks` runs async-form commands. The
+    installed plugins' simulator modules are loaded first (simulator.plugins)."""
+    plugins.load()
     tasks = tasks or AsyncTasks()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

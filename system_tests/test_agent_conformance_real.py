@@ -103,7 +103,7 @@ def sftp_login(workdir: Path) -> Iterator[dict[str, object]]:
     harness.ensure_sshd()
     user, _ = harness.ensure_test_login()
     with harness.authorized_key(user, workdir) as key:
-        yield {"backupStorageType": p.BS_TYPE_SFTP, "backupStorageHostname": "127.0.0.1",
+        yield {"backupStorageType": "SftpBackupStorage", "backupStorageHostname": "127.0.0.1",
                "backupStorageSshPort": 22, "backupStorageUsername": user, "sshKey": key}
 
 

@@ -301,7 +301,7 @@ def ps(client: AgentClient, agent: Agent, workdir: Path) -> tuple[str, Path]:
 def from_image(ps_uuid: str, bs_uuid: str, image: str, path: str, user: str, key: str, **kw: Any) -> Any:
     return p.CreateVolumeFromImageCmd(
         psUuid=ps_uuid, volumeUuid=kw.pop("volumeUuid", new_uuid()), imageUuid=image, imageInstallPath=path,
-        backupStorageUuid=bs_uuid, backupStorageType=p.BS_TYPE_SFTP, backupStorageHostname="127.0.0.1",
+        backupStorageUuid=bs_uuid, backupStorageType="SftpBackupStorage", backupStorageHostname="127.0.0.1",
         backupStorageSshPort=22, backupStorageUsername=user, sshKey=key, **kw)
 
 

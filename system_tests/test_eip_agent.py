@@ -1,4 +1,4 @@
-"""The real agent's EIP (kvmagent/eip.py) on real iptables, in network namespaces made here.
+"""The real agent's EIP (zstack_plugins/eip/agent.py) on real iptables, in network namespaces made here.
 
 Three namespaces: `host` (the agent's view: a guest bridge 10.0.0.1/24 and a public bridge
 192.0.2.1/24), `guest` (10.0.0.5 behind the guest bridge) and `client` (192.0.2.50 on the public
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from kvmagent import eip as agent_eip
-from kvmagent import protocol as p
 from kvmagent.registry import AgentError
+from zstack_plugins.eip import agent as agent_eip
+from zstack_plugins.eip import protocol as eipp
 
 VIP, GUEST, GUEST2, CLIENT = "192.0.2.10", "10.0.0.5", "10.0.0.6", "192.0.2.50"
 
@@ -79,8 +79,8 @@ def net() -> Iterator[Net]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
-def eip(guest: str = GUEST, uuid: str = "0123456789abcdef0123456789abcdef") -> p.EipTO:
-    return p.EipTO(eipUuid=uuid, vip=VIP, guestIp=guest, nicMac="fa:16:3e:00:00:05", guestBridgeName="br-guest",
+def eip(guest: str = GUEST, uuid: str = "0123456789abcdef0123456789abcdef") -> eipp.EipTO:
+    return eipp.EipTO(eipUuid=uuid, vip=VIP, guestIp=guest, nicMac="fa:16:3e:00:00:05", guestBridgeName="br-guest",
                    vipBridgeName="br-pub")
 
 
@@ -140,9 +140,9 @@ def test_a_failing_apply_leaves_no_rule(net: Net) -> None:
     run = net.run_in(net.host)
     agent_eip.apply_all(run, [eip()])
     before = net.dump()
-    missing = p.EipTO(eipUuid="f" * 32, vip="192.0.2.11", guestIp="10.0.0.7", nicMac="fa:16:3e:00:00:07",
+    missing = eipp.EipTO(eipUuid="f" * 32, vip="192.0.2.11", guestIp="10.0.0.7", nicMac="fa:16:3e:00:00:07",
                       guestBridgeName="br-guest", vipBridgeName="br-nothere")
-    second = p.EipTO(eipUuid="e" * 32, vip="192.0.2.12", guestIp="10.0.0.8", nicMac="fa:16:3e:00:00:08",
+    second = eipp.EipTO(eipUuid="e" * 32, vip="192.0.2.12", guestIp="10.0.0.8", nicMac="fa:16:3e:00:00:08",
                      guestBridgeName="br-guest", vipBridgeName="br-pub")
     with pytest.raises(AgentError, match="br-nothere does not exist"):
         agent_eip.apply_all(run, [eip(), second, missing])

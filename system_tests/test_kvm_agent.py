@@ -147,7 +147,7 @@ def env() -> Iterator[Env]:
         sh("ip", "link", "set", iface, "up")
         e = Env(root, AgentClient(timeout=180), new_uuid(), new_uuid(), new_uuid(), p.bridge_name(new_uuid()),
                 f"http://127.0.0.1:{server.server_address[1]}/events", sink.received,
-                {"backupStorageType": p.BS_TYPE_SFTP, "backupStorageHostname": "127.0.0.1",
+                {"backupStorageType": "SftpBackupStorage", "backupStorageHostname": "127.0.0.1",
                  "backupStorageUsername": user, "sshKey": key})
         e.start_agent()
         stack.callback(e.stop_agent)

@@ -87,7 +87,7 @@ def test_sftp_backup_storage_and_an_image_from_a_local_file(cloud_api, sftp_bs, 
 
 
 def test_the_mn_key_reaches_the_sftp_host_as_hosts_will_fetch_images(cloud_mn, sftp_bs, kvm_login, tmp_path):
-    from mn.services.sftp_backup_storage import image_fetch_fields, with_fetch_key
+    from zstack_plugins.sftp.backup_storage import image_fetch_fields, with_fetch_key
 
     with cloud_mn.services.db.ro() as s:
         fields = image_fetch_fields(s, sftp_bs["uuid"])
@@ -124,7 +124,7 @@ def test_update_kvm_host_keeps_the_login_private(cloud_api, kvm_host):
 
 def test_a_dead_agent_is_noticed_by_pings_and_redeployed(cloud_api, cloud_mn, kvm_host):
     from mn.services.host_tracker import tracker_of
-    from mn.services.kvm_host import recover_disconnected
+    from zstack_plugins.kvm.host import recover_disconnected
 
     subprocess.run(["/opt/zstack/kvmagent/zstack-kvmagent", "stop"], check=True, timeout=60)
     svc = cloud_mn.services

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("pyproject.toml", "README.md", "mn", "kvmagent", "simulator")
+SOURCES = ("pyproject.toml", "README.md", "mn", "kvmagent", "simulator", "zstack_plugins")
 EPOCH = 315532800  # 1980-01-01: the oldest time a zip (wheel) entry can hold
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.retry", ".pytest_cache")
 

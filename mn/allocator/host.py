@@ -3,8 +3,9 @@
 Filters (all in SQL): host Enabled and Connected, its cluster and zone Enabled, hypervisor type,
 zone/cluster/host pins, exclusions, every requested L3's L2 attached to the host's cluster,
 a primary storage attached to the cluster (when `need_ps` is set) and free CPU and memory.
-When the volumes live on a LocalStorage primary storage (`ps_uuid`), only hosts that have a
-share of it qualify, and only the host holding the VM's volumes there (`vm_uuid`) can run it.
+When the volumes already live on a primary storage (`ps_uuid`), the storage types' own filters
+apply too (PrimaryStorageType.host_filters: on a LocalStorage, only hosts with a share of it, and
+only the host holding the VM's volumes there, `vm_uuid`, can run it).
 Strategies: DefaultHostAllocatorStrategy (random among candidates) and
 LeastVmPreferredHostAllocatorStrategy (fewest VMs first). The reservation is a compare-and-swap
 UPDATE, so concurrent allocations never over-commit a host; losing a race tries the next one.
@@ -16,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import Row, bindparam, case, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -27,13 +28,12 @@ from mn.models import (
     Host,
     L2NetworkClusterRef,
     L3Network,
-    LocalStorageHostRef,
     PrimaryStorage,
     PrimaryStorageClusterRef,
     VmInstance,
-    Volume,
     Zone,
 )
+from mn.resource_types import PRIMARY_STORAGES
 
 DEFAULT = "DefaultHostAllocatorStrategy"
 LEAST_VM = "LeastVmPreferredHostAllocatorStrategy"
@@ -42,7 +42,6 @@ STRATEGIES = (DEFAULT, LEAST_VM)
 HOLDING_STATES = ("Starting", "Running", "Stopping", "Rebooting", "Pausing", "Paused", "Resuming",
                   "Migrating", "Unknown", "Destroying")
 CANDIDATE_LIMIT = 64
-LOCAL_STORAGE = "LocalStorage"
 
 
 @dataclass
@@ -81,7 +80,7 @@ def _shape(req: HostRequest) -> tuple:
     """What decides the form of the filters (not their values)."""
     return (bool(req.hypervisor_type), bool(req.zone_uuid), bool(req.cluster_uuid), bool(req.host_uuid),
             bool(req.exclude), len(dict.fromkeys(req.l3_uuids)), bool(req.need_ps or req.ps_uuid),
-            bool(req.ps_uuid), bool(req.vm_uuid), req.strategy)
+            bool(req.ps_uuid), bool(req.vm_uuid), req.strategy, PRIMARY_STORAGES.version)
 
 
 def _filters(req: HostRequest, with_capacity: bool = True, template: bool = False) -> list:
@@ -115,23 +114,12 @@ def _filters(req: HostRequest, with_capacity: bool = True, template: bool = Fals
         f.append(Host.clusterUuid.in_(select(PrimaryStorageClusterRef.clusterUuid)
                                       .where(PrimaryStorageClusterRef.primaryStorageUuid.in_(ps))))
     if req.ps_uuid:
-        f.extend(_local_storage_pins(v("ps", req.ps_uuid), v("vm", req.vm_uuid) if req.vm_uuid else None))
+        for t in PRIMARY_STORAGES.types():
+            if t.host_filters is not None:
+                f.extend(t.host_filters(v("ps", req.ps_uuid), v("vm", req.vm_uuid) if req.vm_uuid else None))
     if with_capacity:
         f.append(Host.availableCpuCapacity >= v("cpu", req.cpu))
         f.append(Host.availableMemoryCapacity >= v("mem", req.reserved_memory))
-    return f
-
-
-def _local_storage_pins(ps_uuid: Any, vm_uuid: Any | None) -> list:
-    """Filters that hold only when the storage is LocalStorage: a host with a share of it, and
-    the host of the VM's volumes on it."""
-    not_local = ~exists(select(PrimaryStorage.uuid).where(PrimaryStorage.uuid == ps_uuid,
-                                                          PrimaryStorage.type == LOCAL_STORAGE))
-    f = [or_(not_local, Host.uuid.in_(select(LocalStorageHostRef.hostUuid)
-                                      .where(LocalStorageHostRef.primaryStorageUuid == ps_uuid)))]
-    if vm_uuid is not None:
-        f.append(or_(not_local, Host.uuid.in_(select(Volume.hostUuid).where(
-            Volume.vmInstanceUuid == vm_uuid, Volume.primaryStorageUuid == ps_uuid, Volume.hostUuid.is_not(None)))))
     return f
 
 

@@ -2,7 +2,7 @@
 
 POST /agent/events: what agents report (a VM that stopped, a crash). Agents learn this URL as
 `sendCommandUrl` when they connect. Handlers by event type are registered by service modules in
-HANDLERS; each gets (services, event dict).
+mn.extensions.AGENT_EVENTS; each gets (services, event dict).
 
 POST /agent/callback: the reply of a command sent in the async form (header `taskuuid`), handed
 to the waiting AgentClient call.
@@ -12,26 +12,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+
+from mn.agent import CALLBACK_PATH, EVENTS_PATH
+from mn.extensions import AGENT_EVENTS
 
 bp = Blueprint("agent_events", __name__)
 log = logging.getLogger(__name__)
 
-HANDLERS: dict[str, Callable[[Any, dict[str, Any]], None]] = {}
-PATH = "/agent/events"
-CALLBACK_PATH = "/agent/callback"
 
 
-@bp.post(PATH)
+@bp.post(EVENTS_PATH)
 def agent_event():
     try:
         event = json.loads(request.get_data() or b"{}")
     except ValueError:
         return jsonify({"success": False, "error": "the body is not JSON"}), 400
-    handler = HANDLERS.get(event.get("type", "")) if isinstance(event, dict) else None
+    handler = AGENT_EVENTS.get(event.get("type", "")) if isinstance(event, dict) else None
     if handler is None:
         return jsonify({"success": False, "error": f"unknown event type {event!r}"}), 400
     handler(current_app.extensions["zstack.services"], event)

@@ -95,12 +95,13 @@ class Dispatcher:
                               created)
         reg = self.handler_for(spec)
         if reg is None:
-            return self._fail(spec, ApiError(UNIMPLEMENTED, f"{spec.name} is not implemented yet",
+            return self._fail(spec, ApiError(UNIMPLEMENTED, f"{spec.name} is not implemented by this management node: neither its "
+                                             "core nor an installed, enabled plugin serves it",
                                              http_status=501), created)
         try:
             ctx = ApiContext(self.svc, session_uuid=session_uuid)
             if not spec.noSession:
-                ctx.account_uuid = self.svc.extras["sessions"].validate(self.svc, session_uuid)
+                ctx.account_uuid = self.svc.session_store().validate(self.svc, session_uuid)
             if spec.kind == "query" and params.get("conditions") is None:
                 params = {**params, "conditions": []}
             msg = Msg(validate(spec, params, lenient))
@@ -136,7 +137,7 @@ class Dispatcher:
             return res
         deadline = time.monotonic() + min(wait, MAX_RESULT_WAIT)
         recheck = (None if owner == self.svc.mn_uuid
-                   else SIBLING_RECHECK if owner in self.svc.extras.get("siblings", ()) else 1.0)
+                   else SIBLING_RECHECK if owner in self.svc.siblings else 1.0)
         event = self.runner.watch(job_uuid)
         try:
             while True:

@@ -52,8 +52,11 @@ def _compile(template: str) -> tuple[re.Pattern, int]:
 
 
 def build_routes(dispatcher: Dispatcher) -> list[Route]:
+    """Every catalogue API's routes, so an API this MN does not serve answers 501 (SYS.1014) at its
+    own path rather than matching another's; the most literal template first, then the served ones."""
     routes = []
-    for spec in dispatcher.implemented():
+    served = {s.name for s in dispatcher.implemented()}
+    for spec in dispatcher.catalog.apis.values():
         if spec.rest is None:
             continue
         for t in (spec.rest.path, *spec.rest.optionalPaths):
@@ -61,7 +64,7 @@ def build_routes(dispatcher: Dispatcher) -> list[Route]:
                 continue
             rx, lit = _compile(t)
             routes.append(Route(spec.rest.method, t, rx, lit, spec))
-    routes.sort(key=lambda r: (-r.literals, r.template))
+    routes.sort(key=lambda r: (-r.literals, r.spec.name not in served, r.template))
     return routes
 
 

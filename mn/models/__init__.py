@@ -1,9 +1,8 @@
-"""The resource model. Importing this package registers every table on Base.metadata."""
+"""The core's resource model. Importing this package registers its tables on Base.metadata (a plugin's
+models register when mn.plugins loads them)."""
 
-from mn.models.eip import Eip, Vip, VipNetworkServicesRef, VipPeerL3NetworkRef  # noqa: F401
 from mn.models.identity import Account, Session  # noqa: F401
 from mn.models.infra import Cluster, Host, Zone  # noqa: F401
-from mn.models.kvm import KVMHost, LocalStorageHostRef, SftpBackupStorage  # noqa: F401
 from mn.models.network import (  # noqa: F401
     IpRange,
     L2Network,

@@ -210,12 +210,16 @@ def parse_command(catalog: Catalog, tokens: list[str]) -> Command:
 
 @cache
 def _query_models() -> dict[str, type] | None:
-    """Inventory → model of what this MN's query compiler can query (None: not importable here)."""
+    """Inventory → model of what this MN's query compiler can query, with the models of the plugins
+    installed here (None: not importable here)."""
     try:
-        from mn.query import TARGETS
-    except ImportError:
+        from mn import plugins, query
+
+        plugins.load("models")
+        query.refresh_targets()
+    except Exception:  # noqa: BLE001  (completion must work without the MN's code)
         return None
-    return {inv: t.model for inv, t in TARGETS.items()}
+    return {inv: t.model for inv, t in query.TARGETS.items()}
 
 
 def _expansion_usable(exp: dict, source: str) -> bool:

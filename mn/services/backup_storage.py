@@ -1,15 +1,16 @@
-"""Backup storage: AddSimulatorBackupStorage, UpdateBackupStorage, ChangeBackupStorageState,
+"""Backup storage: UpdateBackupStorage, ChangeBackupStorageState,
 ReconnectBackupStorage, Attach/DetachBackupStorageToZone, DeleteBackupStorage,
 GetBackupStorageCapacity and GetBackupStorageTypes (QueryBackupStorage is derived).
 
 Invariants:
 - `status` is connectivity (Connecting -> Connected | Disconnected), `state` the admin state.
-  Adding is a flow (insert row Connecting, declare the simulated storage, connect over the agent
-  protocol, Connected); a failed add leaves no row and no simulated storage.
+  Adding (each type's plugin: AddSftpBackupStorage, AddSimulatorBackupStorage) is a flow that ends
+  with the steps here (CONNECT_STEPS: connect over the agent protocol, Connected); a failed add
+  leaves no row (delete_row).
 - The agent is the truth for capacity: connect and reconnect adopt what it reports.
 - An attachment to a zone exists at most once.
 - Deleting a backup storage removes its image refs; an image left with no ref is deleted.
-- No database transaction is held across an HTTP call to an agent or the simulator.
+- No database transaction is held across an HTTP call to an agent.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kvmagent.protocol import CapacityRsp, ConnectBackupStorageCmd
+from mn import extensions
 from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade, dependent
+from mn.connection import CONNECTED, CONNECTING, DISCONNECTED
 from mn.context import ApiContext
 from mn.errors import (
     AGENT_ERROR,
@@ -33,11 +36,11 @@ from mn.errors import (
     invalid,
     operr,
 )
-from mn.flow import Flow, Step, register_flow
+from mn.flow import Step
 from mn.models import ApiJob, BackupStorage, BackupStorageZoneRef, Image, ImageBackupStorageRef, Zone
 from mn.recovery import reconciler
+from mn.resource_types import BACKUP_STORAGES
 from mn.services.common import (
-    add_tags,
     apply_update,
     cas,
     change_state,
@@ -45,17 +48,11 @@ from mn.services.common import (
     delete_tags,
     get_or_404,
     inventory,
-    new_resource_uuid,
 )
-from mn.services.primary_storage import check_delete_mode, undo_declare
-from mn.services.simulator_admin import require_simulator_url, simulator_admin
+from mn.services.primary_storage import check_delete_mode
 
 log = logging.getLogger(__name__)
 
-CONNECTING, CONNECTED, DISCONNECTED = "Connecting", "Connected", "Disconnected"
-SIMULATOR_TYPE = "SimulatorBackupStorage"
-BS_TYPES = [SIMULATOR_TYPE]
-DEFAULT_SIMULATED_CAPACITY = 1 << 40  # 1 TiB, when AddSimulatorBackupStorage names none
 
 
 def sync_key(uuid: str | None) -> str:
@@ -64,58 +61,16 @@ def sync_key(uuid: str | None) -> str:
 
 # ---- add ----------------------------------------------------------------------------------------
 
-def _capacities(msg: Msg) -> tuple[int, int]:
-    total = msg.get("totalCapacity")
-    total = DEFAULT_SIMULATED_CAPACITY if total is None else total
-    avail = msg.get("availableCapacity")
-    return total, total if avail is None else avail
-
-
-def _check_add(ctx: ApiContext, msg: Msg) -> None:
-    uuid = msg["resourceUuid"] = new_resource_uuid(msg)  # fixed now, so the job's sync key names it
-    require_simulator_url(ctx, "simulator backup storage")
-    for p in ("totalCapacity", "availableCapacity"):
-        if msg.get(p) is not None and msg[p] < 0:
-            raise invalid(f"parameter '{p}' of AddSimulatorBackupStorage cannot be negative, got {msg[p]}")
-    total, avail = _capacities(msg)
-    if avail > total:
-        raise invalid(f"availableCapacity ({avail}) cannot exceed totalCapacity ({total})")
-    with ctx.db.ro() as s:
-        if s.get(BackupStorage, uuid) is not None:
-            raise invalid(f"resourceUuid {uuid} is already used by another backup storage")
-
-
-def _insert_row(ctx: ApiContext, d: dict) -> None:
-    msg = Msg(d["msg"])
-    with ctx.db.tx() as s:
-        s.add(BackupStorage(uuid=d["uuid"], name=msg.name, description=msg.get("description"), url=msg.url,
-                            type=SIMULATOR_TYPE, state="Enabled", status=CONNECTING, agentUrl=d["agentUrl"]))
-        add_tags(s, d["uuid"], "BackupStorageVO", msg)
-
-
 def _drop_row(s: Session, uuid: str) -> None:
     s.execute(delete(BackupStorageZoneRef).where(BackupStorageZoneRef.backupStorageUuid == uuid))
     delete_tags(s, uuid)
     s.execute(delete(BackupStorage).where(BackupStorage.uuid == uuid))
 
 
-def _delete_row(ctx: ApiContext, d: dict) -> None:
+def delete_row(ctx: ApiContext, d: dict) -> None:
+    """Rollback of an add's insert: the row, its zone attachments and tags."""
     with ctx.db.tx() as s:
         _drop_row(s, d["uuid"])
-
-
-def _declare(ctx: ApiContext, d: dict) -> None:
-    total, avail = _capacities(Msg(d["msg"]))
-    try:
-        simulator_admin(ctx, "PUT", f"/backup-storage/{d['uuid']}",
-                        {"totalCapacity": total, "availableCapacity": avail})
-    except ApiError:
-        undo_declare(ctx, "backup-storage", d["uuid"])  # a timed-out PUT may have landed
-        raise
-
-
-def _undeclare(ctx: ApiContext, d: dict) -> None:
-    simulator_admin(ctx, "DELETE", f"/backup-storage/{d['uuid']}", missing_ok=True)
 
 
 def _connect_agent(ctx: ApiContext, uuid: str, agent_url: str | None, url: str) -> CapacityRsp:
@@ -128,35 +83,22 @@ def _connect_agent(ctx: ApiContext, uuid: str, agent_url: str | None, url: str) 
     return rsp
 
 
-def _connect(ctx: ApiContext, d: dict) -> None:
+def connect_step(ctx: ApiContext, d: dict) -> None:
+    """Add: connect the agent (d['agentUrl']) to the storage at d['msg']['url']; keep its capacity."""
     rsp = _connect_agent(ctx, d["uuid"], d["agentUrl"], d["msg"]["url"])
     d["total"], d["available"] = rsp.totalCapacity, rsp.availableCapacity
 
 
-def _connected(ctx: ApiContext, d: dict) -> None:
+def connected_step(ctx: ApiContext, d: dict) -> None:
+    """Add: Connected, with the capacity connect_step read."""
     with ctx.db.tx() as s:
         if not cas(s, BackupStorage, d["uuid"], [CONNECTING], CONNECTED, field="status",
                    totalCapacity=d["total"], availableCapacity=d["available"]):
             raise operr(f"backup storage[uuid:{d['uuid']}] was deleted or changed while it was connecting")
 
 
-@register_flow("add-simulator-backup-storage")
-def add_flow() -> Flow:
-    return Flow("add-simulator-backup-storage", [
-        Step("insert-row", _insert_row, _delete_row),
-        Step("declare-simulated-storage", _declare, _undeclare),
-        Step("connect", _connect),
-        Step("connected", _connected),
-    ])
-
-
-@apis.handler("AddSimulatorBackupStorage", check=_check_add, sync_key=key_of("resourceUuid", "backup-storage"))
-def add_simulator_backup_storage(ctx: ApiContext, msg: Msg) -> dict:
-    uuid = new_resource_uuid(msg)
-    base = require_simulator_url(ctx, "simulator backup storage")
-    d = {"uuid": uuid, "agentUrl": f"{base}/backup-storage/{uuid}", "msg": dict(msg)}
-    ctx.run_flow(add_flow(), d)
-    return {"inventory": inventory(ctx, BackupStorage, uuid)}
+CONNECT_STEPS = (Step("connect", connect_step), Step("connected", connected_step))
+"""The last steps of every backup-storage add flow."""
 
 
 # ---- update, state, reconnect ---------------------------------------------------------------------
@@ -278,7 +220,7 @@ def delete_backup_storage(ctx: ApiContext, uuid: str, mode: str) -> None:
         bs = s.get(BackupStorage, uuid)
         if bs is None:
             return
-        bs_type = bs.type
+        bs_type, agent_url = bs.type, bs.agentUrl
         images = _live_images(s, uuid)
         zones = list(s.scalars(select(BackupStorageZoneRef.zoneUuid)
                                .where(BackupStorageZoneRef.backupStorageUuid == uuid)))
@@ -291,8 +233,7 @@ def delete_backup_storage(ctx: ApiContext, uuid: str, mode: str) -> None:
     with ctx.db.tx() as s:
         _drop_image_refs(s, uuid)
         _drop_row(s, uuid)
-    if bs_type == SIMULATOR_TYPE and ctx.config.simulator_url:
-        undo_declare(ctx, "backup-storage", uuid)
+    extensions.BACKUP_STORAGE_DELETED.run(ctx, extensions.DeletedStorage(uuid, bs_type, agent_url))
 
 
 def _check_delete(ctx: ApiContext, msg: Msg) -> None:
@@ -331,7 +272,7 @@ def get_backup_storage_capacity(ctx: ApiContext, msg: Msg) -> dict:
 
 @apis.handler("GetBackupStorageTypes")
 def get_backup_storage_types(ctx: ApiContext, msg: Msg) -> dict:
-    return {"backupStorageTypes": list(BS_TYPES)}
+    return {"backupStorageTypes": BACKUP_STORAGES.names()}
 
 
 # ---- cascades and recovery ----------------------------------------------------------------------

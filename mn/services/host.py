@@ -1,10 +1,11 @@
-"""Hosts: AddSimulatorHost, UpdateHost, ChangeHostState, ReconnectHost, DeleteHost, GetHypervisorTypes.
+"""Hosts: UpdateHost, ChangeHostState, ReconnectHost, DeleteHost, GetHypervisorTypes.
 
 `status` is connectivity (Connecting -> Connected | Disconnected), `state` is the admin state
 (Enabled, Disabled, PreMaintenance -> Maintenance). Invariants:
-- Connecting a host is a flow of small steps with rollback (add: insert row, declare the
-  simulated host, connect, facts and capacity, HOST_CONNECTED hooks, Connected). A failed add
-  leaves no host row and no simulated host; a failed reconnect leaves the host Disconnected.
+- Connecting a host is a flow of small steps with rollback. Each hypervisor's plugin adds hosts
+  (AddKVMHost, AddSimulatorHost) with its own first steps, then CONNECT_STEPS (connect, facts and
+  capacity, HOST_CONNECTED hooks, Connected). A failed add leaves no host row (delete_host_row);
+  a failed reconnect leaves the host Disconnected.
 - Only one connect flow runs per host: a reconnect first claims the host with a compare-and-swap
   of its status to Connecting (the tracker claims in bulk before it reconnects).
 - managementIp is unique among hosts.
@@ -20,9 +21,10 @@ from sqlalchemy.orm import Session
 
 from kvmagent.protocol import DEFAULT_PORT, ConnectCmd, ConnectRsp, HostFactCmd, HostFactRsp
 from mn import extensions
-from mn.api.agent_events import PATH as EVENTS_PATH
+from mn.agent import EVENTS_PATH
 from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade, dependent
+from mn.connection import CONNECTED, CONNECTING, DISCONNECTED
 from mn.context import ApiContext
 from mn.errors import (
     AGENT_ERROR,
@@ -38,24 +40,19 @@ from mn.globalconfig import CPU_OVER_PROVISIONING, MEMORY_OVER_PROVISIONING
 from mn.inventory import to_inventory
 from mn.models import ApiJob, Cluster, Host
 from mn.recovery import reconciler
+from mn.resource_types import HYPERVISORS
 from mn.services.common import (
-    add_tags,
     cas,
     check_exists,
     delete_tags,
     get_or_404,
     inventory,
-    new_resource_uuid,
     transition,
 )
 from mn.services.host_capacity import host_totals, recompute_host_capacity
-from mn.services.simulator_admin import simulator_admin
 
 log = logging.getLogger(__name__)
 
-CONNECTING, CONNECTED, DISCONNECTED = "Connecting", "Connected", "Disconnected"
-SIMULATOR = "Simulator"
-HYPERVISOR_TYPES = ["KVM", SIMULATOR]
 
 
 def agent_url(host: Any) -> str:
@@ -63,45 +60,26 @@ def agent_url(host: Any) -> str:
     return host.agentUrl or f"http://{host.managementIp}:{DEFAULT_PORT}"
 
 
-# ---- the simulator's admin API ------------------------------------------------------------------
-
-def _require_simulator_url(ctx: ApiContext) -> str:
-    if not ctx.config.simulator_url:
-        raise operr("this management node has no simulator configured (simulator_url is empty), "
-                    "so it cannot add simulator hosts")
-    return ctx.config.simulator_url.rstrip("/")
-
-
 # ---- checks -------------------------------------------------------------------------------------
 
-def _ip_in_use(s: Session, ip: str, except_uuid: str | None = None) -> str | None:
+def ip_in_use(s: Session, ip: str, except_uuid: str | None = None) -> str | None:
     q = select(Host.uuid).where(Host.managementIp == ip)
     if except_uuid is not None:
         q = q.where(Host.uuid != except_uuid)
     return s.scalars(q.limit(1)).first()
 
 
-def _check_new_host(s: Session, msg: Msg, uuid: str | None, hypervisor: str) -> Cluster:
+def check_new_host(s: Session, msg: Msg, uuid: str | None, hypervisor: str) -> Cluster:
     cluster = get_or_404(s, Cluster, msg.clusterUuid)
     if cluster.hypervisorType != hypervisor:
         raise invalid(f"cluster[uuid:{cluster.uuid}] has hypervisorType {cluster.hypervisorType}; "
                       f"a {hypervisor} host can only be added to a cluster of hypervisorType {hypervisor}")
-    other = _ip_in_use(s, msg.managementIp)
+    other = ip_in_use(s, msg.managementIp)
     if other is not None:
         raise invalid(f"managementIp {msg.managementIp} is already used by host[uuid:{other}]")
     if uuid is not None and s.get(Host, uuid) is not None:
         raise invalid(f"resourceUuid {uuid} is already used by another host")
     return cluster
-
-
-def _check_add_simulator(ctx: ApiContext, msg: Msg) -> None:
-    uuid = new_resource_uuid(msg) if msg.get("resourceUuid") else None
-    for p in ("cpuCapacity", "memoryCapacity"):
-        if msg[p] <= 0:
-            raise invalid(f"parameter '{p}' of AddSimulatorHost must be positive, got {msg[p]}")
-    _require_simulator_url(ctx)
-    with ctx.db.ro() as s:
-        _check_new_host(s, msg, uuid, SIMULATOR)
 
 
 def _check(ctx: ApiContext, msg: Msg) -> None:
@@ -110,33 +88,13 @@ def _check(ctx: ApiContext, msg: Msg) -> None:
 
 # ---- connect flow steps -------------------------------------------------------------------------
 
-def _insert_host(ctx: ApiContext, d: dict) -> None:
-    msg = Msg(d["msg"])
-    with ctx.db.tx() as s:
-        cluster = _check_new_host(s, msg, d["hostUuid"], SIMULATOR)
-        s.add(Host(uuid=d["hostUuid"], name=msg.name, description=msg.get("description"),
-                   zoneUuid=cluster.zoneUuid, clusterUuid=cluster.uuid, managementIp=msg.managementIp,
-                   hypervisorType=cluster.hypervisorType, state="Enabled", status=CONNECTING,
-                   agentUrl=d["agentUrl"]))
-        add_tags(s, d["hostUuid"], "HostVO", msg)
-
-
-def _delete_host_row(ctx: ApiContext, d: dict) -> None:
+def delete_host_row(ctx: ApiContext, d: dict) -> None:
+    """Rollback of an add's insert: the host row (rows extending it go with it) and its tags."""
     with ctx.db.tx() as s:
         h = s.get(Host, d["hostUuid"])
         if h is not None:
             delete_tags(s, h.uuid)
             s.delete(h)
-
-
-def _declare_simulated_host(ctx: ApiContext, d: dict) -> None:
-    simulator_admin(ctx, "PUT", f"/hosts/{d['hostUuid']}",
-               {"cpuNum": d["msg"]["cpuCapacity"], "memory": d["msg"]["memoryCapacity"],
-                "managementIp": d["msg"]["managementIp"]})
-
-
-def _undeclare_simulated_host(ctx: ApiContext, d: dict) -> None:
-    simulator_admin(ctx, "DELETE", f"/hosts/{d['hostUuid']}", missing_ok=True)
 
 
 def _claim(ctx: ApiContext, d: dict) -> None:
@@ -157,7 +115,7 @@ def _mark_disconnected(ctx: ApiContext, d: dict) -> None:
 
 
 def _connect(ctx: ApiContext, d: dict) -> None:
-    extensions.call_all(extensions.HOST_BEFORE_CONNECT, ctx, d["hostUuid"])
+    extensions.HOST_BEFORE_CONNECT.run(ctx, d["hostUuid"])
     url = f"{ctx.config.public_url}{EVENTS_PATH}"
     ctx.agents.send(d["agentUrl"], ConnectCmd(hostUuid=d["hostUuid"], sendCommandUrl=url), ConnectRsp)
 
@@ -180,7 +138,7 @@ def _facts(ctx: ApiContext, d: dict) -> None:
 
 
 def _connected_hooks(ctx: ApiContext, d: dict) -> None:
-    extensions.call_all(extensions.HOST_CONNECTED, ctx, d["hostUuid"])
+    extensions.HOST_CONNECTED.run(ctx, d["hostUuid"])
 
 
 def _mark_connected(ctx: ApiContext, d: dict) -> None:
@@ -190,7 +148,7 @@ def _mark_connected(ctx: ApiContext, d: dict) -> None:
                         "(deleted, or marked Disconnected by another management node)")
 
 
-_CONNECT_STEPS = [
+CONNECT_STEPS = [
     Step("connect", _connect),
     Step("facts", _facts),
     Step("host-connected-hooks", _connected_hooks),
@@ -198,18 +156,9 @@ _CONNECT_STEPS = [
 ]
 
 
-@register_flow("add-simulator-host")
-def add_simulator_host_flow() -> Flow:
-    return Flow("add-simulator-host", [
-        Step("insert-host", _insert_host, _delete_host_row),
-        Step("declare-simulated-host", _declare_simulated_host, _undeclare_simulated_host),
-        *_CONNECT_STEPS,
-    ])
-
-
 @register_flow("reconnect-host")
 def reconnect_host_flow() -> Flow:
-    return Flow("reconnect-host", [Step("claim", _claim, _mark_disconnected), *_CONNECT_STEPS])
+    return Flow("reconnect-host", [Step("claim", _claim, _mark_disconnected), *CONNECT_STEPS])
 
 
 def reconnect_host(ctx: ApiContext, uuid: str, claimed: bool = False) -> None:
@@ -232,22 +181,6 @@ def reconnect_host(ctx: ApiContext, uuid: str, claimed: bool = False) -> None:
 
 # ---- APIs ---------------------------------------------------------------------------------------
 
-@apis.handler("AddSimulatorHost", check=_check_add_simulator,
-              sync_key=lambda msg: f"host-ip-{msg.managementIp}")
-def add_simulator_host(ctx: ApiContext, msg: Msg) -> dict:
-    uuid = new_resource_uuid(msg)
-    sim = _require_simulator_url(ctx)
-    data = {"hostUuid": uuid, "agentUrl": f"{sim}/hosts/{uuid}", "msg": dict(msg)}
-    try:
-        ctx.run_flow(add_simulator_host_flow(), data)
-    except Exception as exc:  # noqa: BLE001
-        err = wrap(exc)
-        raise ApiError(err.code, f"unable to add simulator host {msg.name} (managementIp "
-                                 f"{msg.managementIp}): {err.details}", cause=err.cause,
-                       http_status=err.http_status) from None
-    return {"inventory": inventory(ctx, Host, uuid)}
-
-
 @apis.handler("UpdateHost", check=_check, sync_key=key_of("uuid", "host"))
 def update_host(ctx: ApiContext, msg: Msg) -> dict:
     """Name, description and managementIp (unique); a KVM agent URL follows its managementIp."""
@@ -255,7 +188,7 @@ def update_host(ctx: ApiContext, msg: Msg) -> dict:
         h = get_or_404(s, Host, msg.uuid)
         ip = msg.get("managementIp")
         if ip is not None and ip != h.managementIp:
-            other = _ip_in_use(s, ip, except_uuid=h.uuid)
+            other = ip_in_use(s, ip, except_uuid=h.uuid)
             if other is not None:
                 raise invalid(f"managementIp {ip} is already used by host[uuid:{other}]")
             if h.agentUrl == f"http://{h.managementIp}:{DEFAULT_PORT}":
@@ -279,7 +212,7 @@ def _enter_maintenance(ctx: ApiContext, uuid: str) -> None:
                        f"host[uuid:{uuid}] is {previous}; only an Enabled or Disabled host can enter maintenance")
     transition(ctx, Host, uuid, [previous], "PreMaintenance")
     try:
-        extensions.call_all(extensions.HOST_MAINTENANCE, ctx, uuid)
+        extensions.HOST_MAINTENANCE.run(ctx, uuid)
     except Exception as exc:  # noqa: BLE001
         transition(ctx, Host, uuid, ["PreMaintenance"], previous)
         err = wrap(exc)
@@ -308,23 +241,16 @@ def api_reconnect_host(ctx: ApiContext, msg: Msg) -> dict:
 
 
 def delete_host(ctx: ApiContext, uuid: str, mode: str) -> None:
-    """Cascade to the host's dependents (VMs), delete the row, then forget the simulated host."""
+    """Cascade to the host's dependents (VMs), delete the row, then the HOST_DELETED hooks."""
     cascade(ctx, Host, uuid, mode)
     with ctx.db.tx() as s:
         h = s.get(Host, uuid)
         if h is None:
             return
-        simulated = (h.hypervisorType == SIMULATOR and bool(ctx.config.simulator_url)
-                     and (h.agentUrl or "").startswith(ctx.config.simulator_url.rstrip("/") + "/hosts/"))
-        cluster_uuid = h.clusterUuid
+        gone = extensions.DeletedHost(uuid, h.clusterUuid, h.hypervisorType, h.agentUrl)
         delete_tags(s, uuid)
         s.delete(h)
-    extensions.call_all(extensions.HOST_DELETED, ctx, uuid, cluster_uuid)
-    if simulated:
-        try:
-            _undeclare_simulated_host(ctx, {"hostUuid": uuid})
-        except ApiError as err:
-            log.warning("host %s deleted, but the simulator kept it: %s", uuid, err.details)
+    extensions.HOST_DELETED.run(ctx, gone)
 
 
 @apis.handler("DeleteHost", check=_check, sync_key=key_of("uuid", "host"))
@@ -337,7 +263,7 @@ def api_delete_host(ctx: ApiContext, msg: Msg) -> dict:
 
 @apis.handler("GetHypervisorTypes")
 def get_hypervisor_types(ctx: ApiContext, msg: Msg) -> dict:
-    return {"hypervisorTypes": list(HYPERVISOR_TYPES)}
+    return {"hypervisorTypes": HYPERVISORS.names()}
 
 
 def _hosts_of_cluster(s: Session, cluster_uuid: str) -> list[str]:
@@ -365,7 +291,3 @@ def reconcile_hosts(svc: Any) -> None:
                 cas(s, Host, uuid, ["PreMaintenance"], "Disabled")
             log.warning("host %s was left %s/%s by a stopped management node; repaired", uuid, status, state)
 
-
-
-# The tracker pings the hosts this module connects; importing it registers its background task.
-from mn.services import host_tracker  # noqa: E402, F401

@@ -31,11 +31,12 @@ from sqlalchemy import select, update
 from kvmagent.protocol import PingCmd
 from mn import extensions
 from mn.background import periodic
+from mn.connection import CONNECTED, CONNECTING, DISCONNECTED
 from mn.context import ApiContext, Services
 from mn.db.base import utcnow
 from mn.globalconfig import HOST_PING_FAILURES, HOST_PING_INTERVAL
 from mn.models import Host
-from mn.services.host import CONNECTED, CONNECTING, DISCONNECTED, agent_url, reconnect_host
+from mn.services.host import agent_url, reconnect_host
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class RoundResult:
 
 
 class HostTracker:
-    """Pings hosts and acts on status changes; one per MN process (in Services.extras)."""
+    """Pings hosts and acts on status changes; one per MN process (Services.component)."""
 
     def __init__(self, svc: Services, ping_workers: int = PING_WORKERS,
                  reconnect_workers: int = RECONNECT_WORKERS):
@@ -162,7 +163,7 @@ class HostTracker:
         for uuid in result.disconnected:
             log.warning("host %s missed %d ping(s); it is now Disconnected", uuid, max_failures)
             try:
-                extensions.call_all(extensions.HOST_DISCONNECTED, ApiContext(self.svc), uuid)
+                extensions.HOST_DISCONNECTED.run(ApiContext(self.svc), uuid)
             except Exception:
                 log.exception("a HOST_DISCONNECTED hook failed for host %s", uuid)
         for status, uuids in to_reconnect.items():
@@ -189,10 +190,7 @@ class HostTracker:
 
 
 def tracker_of(svc: Services) -> HostTracker:
-    tracker = svc.extras.get("host_tracker")
-    if tracker is None:
-        tracker = svc.extras.setdefault("host_tracker", HostTracker(svc))
-    return tracker
+    return svc.component(HostTracker, lambda: HostTracker(svc))
 
 
 @periodic("host-tracker", lambda svc: min(float(svc.gconf.get(HOST_PING_INTERVAL)), TICK))

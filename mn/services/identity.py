@@ -105,14 +105,14 @@ def log_out(ctx: ApiContext, msg: Msg) -> dict:
     if uuid:
         with ctx.db.tx() as s:
             s.execute(delete(Session).where(Session.uuid == uuid))
-        ctx.svc.extras["sessions"].drop(uuid)
+        ctx.svc.session_store().drop(uuid)
     return {}
 
 
 @apis.handler("ValidateSession")
 def validate_session(ctx: ApiContext, msg: Msg) -> dict:
     try:
-        ctx.svc.extras["sessions"].validate(ctx.svc, msg.sessionUuid)
+        ctx.svc.session_store().validate(ctx.svc, msg.sessionUuid)
         return {"validSession": True}
     except ApiError:
         return {"validSession": False}
@@ -129,5 +129,5 @@ def renew_session(ctx: ApiContext, msg: Msg) -> dict:
         row.expiredDate = utcnow() + dt.timedelta(seconds=int(seconds))
         s.flush()
         inv = to_inventory(s, row)
-    ctx.svc.extras["sessions"].drop(uuid)
+    ctx.svc.session_store().drop(uuid)
     return {"inventory": inv}

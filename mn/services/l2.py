@@ -29,6 +29,7 @@ from kvmagent.protocol import BridgeCmd, CreateBridgeCmd, CreateVlanBridgeCmd, D
 from mn import extensions
 from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade, dependent
+from mn.connection import CONNECTED
 from mn.context import ApiContext
 from mn.errors import OPERATION_ERROR, ApiError, invalid, wrap
 from mn.flow import Flow, Step, register_flow
@@ -48,7 +49,6 @@ from mn.services.host import agent_url
 log = logging.getLogger(__name__)
 
 NO_VLAN, VLAN = "L2NoVlanNetwork", "L2VlanNetwork"
-CONNECTED = "Connected"
 MAX_PARALLEL = 32  # concurrent agent calls of one attach/detach
 GONE_VM_STATES = ("Destroyed", "Expunging")
 
@@ -382,7 +382,7 @@ def on_host_connected(ctx: ApiContext, host_uuid: str) -> None:
                            cause=err) from None
 
 
-extensions.HOST_CONNECTED.append(on_host_connected)
+extensions.HOST_CONNECTED.register(on_host_connected)
 
 
 def _l2s_of_zone(s: Session, zone_uuid: str) -> list[str]:

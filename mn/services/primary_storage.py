@@ -1,17 +1,18 @@
-"""Primary storage: AddSimulatorPrimaryStorage, UpdatePrimaryStorage, ChangePrimaryStorageState,
+"""Primary storage: UpdatePrimaryStorage, ChangePrimaryStorageState,
 ReconnectPrimaryStorage, SyncPrimaryStorageCapacity, Attach/DetachPrimaryStorageToCluster,
 DeletePrimaryStorage, GetPrimaryStorageCapacity and the type/strategy listings (QueryPrimaryStorage
 is derived).
 
 Invariants:
 - `status` is connectivity (Connecting -> Connected | Disconnected), `state` the admin state.
-  Adding is a flow (insert row Connecting, declare the simulated storage, init over the agent
-  protocol, Connected); a failed add leaves no row and no simulated storage.
+  Adding (each type's plugin: AddLocalPrimaryStorage, AddSimulatorPrimaryStorage) is a flow that
+  ends with the steps here (INIT_STEPS: init over the agent protocol, Connected); a failed add
+  leaves no row (DELETE_ROW) and nothing on the agent.
 - Capacity: total/available are logical (what the allocator reserves from); the physical pair is
   what the agent reports. A reconnect keeps what volumes have reserved: available = new total -
   (old total - old available), in one UPDATE.
 - A storage and a cluster it is attached to are in the same zone; an attachment exists at most once.
-- No database transaction is held across an HTTP call to an agent or the simulator.
+- No database transaction is held across an HTTP call to an agent.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kvmagent.protocol import CapacityRsp, InitPrimaryStorageCmd, PrimaryStorage
 from mn import extensions
 from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade, dependent
+from mn.connection import CONNECTED, CONNECTING, DISCONNECTED
 from mn.context import ApiContext
 from mn.errors import (
     AGENT_ERROR,
@@ -36,11 +38,11 @@ from mn.errors import (
     invalid,
     operr,
 )
-from mn.flow import Flow, Step, register_flow
+from mn.flow import Step
 from mn.models import ApiJob, Cluster, PrimaryStorage, PrimaryStorageClusterRef, VmInstance, Volume, Zone
 from mn.recovery import reconciler
+from mn.resource_types import PRIMARY_STORAGES
 from mn.services.common import (
-    add_tags,
     apply_update,
     cas,
     change_state,
@@ -48,31 +50,16 @@ from mn.services.common import (
     delete_tags,
     get_or_404,
     inventory,
-    new_resource_uuid,
 )
-from mn.services.simulator_admin import require_simulator_url, simulator_admin
 
 log = logging.getLogger(__name__)
 
-CONNECTING, CONNECTED, DISCONNECTED = "Connecting", "Connected", "Disconnected"
-SIMULATOR_TYPE = "SimulatorPrimaryStorage"
-PS_TYPES = [SIMULATOR_TYPE]
 ALLOCATOR_STRATEGIES = ["DefaultPrimaryStorageAllocationStrategy"]
 DELETE_MODES = ("Permissive", "Enforcing")
 
 
 def sync_key(uuid: str | None) -> str:
     return f"primary-storage-{uuid}"
-
-
-# ---- the simulator's admin API ----------------------------------------------------------------
-
-def undo_declare(ctx: ApiContext, kind: str, uuid: str) -> None:
-    """Best effort: forget a simulated storage (kind "primary-storage" or "backup-storage")."""
-    try:
-        simulator_admin(ctx, "DELETE", f"/{kind}/{uuid}", missing_ok=True)
-    except ApiError as exc:
-        log.warning("the simulator may still hold %s %s: %s", kind, uuid, exc.details)
 
 
 def check_delete_mode(msg: Msg) -> None:
@@ -83,32 +70,8 @@ def check_delete_mode(msg: Msg) -> None:
 
 # ---- add ----------------------------------------------------------------------------------------
 
-def _check_add(ctx: ApiContext, msg: Msg) -> None:
-    uuid = msg["resourceUuid"] = new_resource_uuid(msg)  # fixed now, so the job's sync key names it
-    require_simulator_url(ctx, "simulator primary storage")
-    for p in ("totalCapacity", "availableCapacity", "totalPhysicalCapacity", "availablePhysicalCapacity"):
-        if msg.get(p) is not None and msg[p] < 0:
-            raise invalid(f"parameter '{p}' of AddSimulatorPrimaryStorage cannot be negative, got {msg[p]}")
-    if msg.availableCapacity > msg.totalCapacity:
-        raise invalid(f"availableCapacity ({msg.availableCapacity}) cannot exceed totalCapacity "
-                      f"({msg.totalCapacity})")
-    with ctx.db.ro() as s:
-        get_or_404(s, Zone, msg.zoneUuid)
-        if s.get(PrimaryStorage, uuid) is not None:
-            raise invalid(f"resourceUuid {uuid} is already used by another primary storage")
-
-
-def _insert_row(ctx: ApiContext, d: dict) -> None:
-    msg = Msg(d["msg"])
-    with ctx.db.tx() as s:
-        get_or_404(s, Zone, msg.zoneUuid)
-        s.add(PrimaryStorage(uuid=d["uuid"], name=msg.name, description=msg.get("description"),
-                             zoneUuid=msg.zoneUuid, url=msg.url, type=SIMULATOR_TYPE, state="Enabled",
-                             status=CONNECTING, agentUrl=d["agentUrl"]))
-        add_tags(s, d["uuid"], "PrimaryStorageVO", msg)
-
-
-def _delete_row(ctx: ApiContext, d: dict) -> None:
+def delete_row(ctx: ApiContext, d: dict) -> None:
+    """Rollback of an add's insert: the row, its attachments and tags."""
     with ctx.db.tx() as s:
         _drop_row(s, d["uuid"])
 
@@ -119,21 +82,8 @@ def _drop_row(s: Session, uuid: str) -> None:
     s.execute(delete(PrimaryStorage).where(PrimaryStorage.uuid == uuid))
 
 
-def _declare(ctx: ApiContext, d: dict) -> None:
-    try:
-        simulator_admin(ctx, "PUT", f"/primary-storage/{d['uuid']}",
-                        {"totalCapacity": d["msg"]["totalCapacity"],
-                         "availableCapacity": d["msg"]["availableCapacity"]})
-    except ApiError:
-        undo_declare(ctx, "primary-storage", d["uuid"])  # a timed-out PUT may have landed
-        raise
-
-
-def _undeclare(ctx: ApiContext, d: dict) -> None:
-    simulator_admin(ctx, "DELETE", f"/primary-storage/{d['uuid']}", missing_ok=True)
-
-
-def _init(ctx: ApiContext, d: dict) -> None:
+def init_step(ctx: ApiContext, d: dict) -> None:
+    """Add: ask the agent (d['agentUrl']) to init the storage at d['msg']['url']; keep its capacity."""
     rsp: CapacityRsp = ctx.agents.send(d["agentUrl"], InitPrimaryStorageCmd(psUuid=d["uuid"], url=d["msg"]["url"]),
                                        CapacityRsp)
     if rsp.totalCapacity < 0 or rsp.availableCapacity < 0 or rsp.availableCapacity > rsp.totalCapacity:
@@ -142,7 +92,8 @@ def _init(ctx: ApiContext, d: dict) -> None:
     d["total"], d["available"] = rsp.totalCapacity, rsp.availableCapacity
 
 
-def _connected(ctx: ApiContext, d: dict) -> None:
+def connected_step(ctx: ApiContext, d: dict) -> None:
+    """Add: Connected, with the capacity init_step read."""
     with ctx.db.tx() as s:
         if not cas(s, PrimaryStorage, d["uuid"], [CONNECTING], CONNECTED, field="status",
                    totalCapacity=d["total"], availableCapacity=d["available"],
@@ -150,24 +101,8 @@ def _connected(ctx: ApiContext, d: dict) -> None:
             raise operr(f"primary storage[uuid:{d['uuid']}] was deleted or changed while it was connecting")
 
 
-@register_flow("add-simulator-primary-storage")
-def add_flow() -> Flow:
-    return Flow("add-simulator-primary-storage", [
-        Step("insert-row", _insert_row, _delete_row),
-        Step("declare-simulated-storage", _declare, _undeclare),
-        Step("init", _init),
-        Step("connected", _connected),
-    ])
-
-
-@apis.handler("AddSimulatorPrimaryStorage", check=_check_add,
-              sync_key=key_of("resourceUuid", "primary-storage"))
-def add_simulator_primary_storage(ctx: ApiContext, msg: Msg) -> dict:
-    uuid = new_resource_uuid(msg)
-    base = require_simulator_url(ctx, "simulator primary storage")
-    d = {"uuid": uuid, "agentUrl": f"{base}/primary-storage/{uuid}", "msg": dict(msg)}
-    ctx.run_flow(add_flow(), d)
-    return {"inventory": inventory(ctx, PrimaryStorage, uuid)}
+INIT_STEPS = (Step("init", init_step), Step("connected", connected_step))
+"""The last steps of every primary-storage add flow."""
 
 
 # ---- update, state, reconnect ---------------------------------------------------------------------
@@ -281,7 +216,7 @@ def attach_primary_storage(ctx: ApiContext, msg: Msg) -> dict:
     except IntegrityError:
         raise invalid(f"primary storage[uuid:{ps_uuid}] is already attached to cluster[uuid:{cluster_uuid}]") \
             from None
-    extensions.call_all(extensions.PRIMARY_STORAGE_ATTACHED, ctx, ps_uuid, cluster_uuid)
+    extensions.PRIMARY_STORAGE_ATTACHED.run(ctx, ps_uuid, cluster_uuid)
     return {"inventory": inventory(ctx, PrimaryStorage, ps_uuid)}
 
 
@@ -315,7 +250,7 @@ def detach(ctx: ApiContext, ps_uuid: str, cluster_uuid: str, force: bool = False
               sync_key=key_of("primaryStorageUuid", "primary-storage"))
 def detach_primary_storage(ctx: ApiContext, msg: Msg) -> dict:
     detach(ctx, msg.primaryStorageUuid, msg.clusterUuid)
-    extensions.call_all(extensions.PRIMARY_STORAGE_DETACHED, ctx, msg.primaryStorageUuid, msg.clusterUuid)
+    extensions.PRIMARY_STORAGE_DETACHED.run(ctx, msg.primaryStorageUuid, msg.clusterUuid)
     return {"inventory": inventory(ctx, PrimaryStorage, msg.primaryStorageUuid)}
 
 
@@ -333,7 +268,7 @@ def delete_primary_storage(ctx: ApiContext, uuid: str, mode: str) -> None:
         ps = s.get(PrimaryStorage, uuid)
         if ps is None:
             return
-        ps_type, clusters = ps.type, _attached_clusters(s, uuid)
+        ps_type, agent_url, clusters = ps.type, ps.agentUrl, _attached_clusters(s, uuid)
     if mode == "Enforcing" and clusters:
         raise ApiError(DELETE_RESOURCE_ERROR,
                        f"cannot delete PrimaryStorageVO[uuid:{uuid}] with deleteMode Enforcing: it is still "
@@ -341,8 +276,7 @@ def delete_primary_storage(ctx: ApiContext, uuid: str, mode: str) -> None:
     cascade(ctx, PrimaryStorage, uuid, mode)
     with ctx.db.tx() as s:
         _drop_row(s, uuid)
-    if ps_type == SIMULATOR_TYPE and ctx.config.simulator_url:
-        undo_declare(ctx, "primary-storage", uuid)
+    extensions.PRIMARY_STORAGE_DELETED.run(ctx, extensions.DeletedStorage(uuid, ps_type, agent_url))
 
 
 def _check_delete(ctx: ApiContext, msg: Msg) -> None:
@@ -387,7 +321,7 @@ def get_primary_storage_capacity(ctx: ApiContext, msg: Msg) -> dict:
 
 @apis.handler("GetPrimaryStorageTypes")
 def get_primary_storage_types(ctx: ApiContext, msg: Msg) -> dict:
-    return {"primaryStorageTypes": list(PS_TYPES)}
+    return {"primaryStorageTypes": PRIMARY_STORAGES.names()}
 
 
 @apis.handler("GetPrimaryStorageAllocatorStrategies")

@@ -18,24 +18,28 @@ from mn.context import ApiContext
 from mn.db.base import Base
 from mn.errors import invalid, not_found, operr
 from mn.inventory import to_inventory
-from mn.models import Host, IpRange, L2Network, Session, SystemTag, UserTag
+from mn.models import L2Network, Session, SystemTag, UserTag
+from mn.query import FILTERED
 
-# VO names ZStack uses for subtypes that share one of our tables.
-_ALIASES: dict[str, type] = {"L2VlanNetworkVO": L2Network, "L2NoVlanNetworkVO": L2Network,
-                             "KVMHostVO": Host, "SimulatorHostVO": Host, "NormalIpRangeVO": IpRange}
+# VO names ZStack uses for subtypes that share one of our tables, beyond the query's filtered targets.
+_ALIASES: dict[str, type] = {"L2NoVlanNetworkVO": L2Network}
 _TAG_MODELS = (SystemTag, UserTag)
 _EXCLUDED = (*_TAG_MODELS, Session)  # not resources one tags
 
 
 @cache
 def resource_types() -> dict[str, type]:
-    """VO name -> model, for every model that is a uuid-keyed resource (tags themselves excluded)."""
+    """VO name -> model, for every model that is a uuid-keyed resource (tags themselves excluded):
+    a subtype's (KVMHostVO) is its base table's model (Host), and so is that of an inventory served
+    by a filtered table (SimulatorHostVO, L2VlanNetworkVO). Cached: cleared when plugins load."""
     out: dict[str, type] = {}
     for mapper in Base.registry.mappers:
         cls = mapper.class_
         inv = getattr(cls, "__inventory__", None)
         if inv and "uuid" in mapper.columns and cls not in _EXCLUDED:
-            out[inv.replace("Inventory", "VO")] = cls
+            out[inv.replace("Inventory", "VO")] = mapper.base_mapper.class_
+    for inv, target in FILTERED.items():
+        out[inv.replace("Inventory", "VO")] = target.model
     out.update(_ALIASES)
     return out
 

@@ -32,7 +32,7 @@ from kvmagent.protocol import (
     VolumeRsp,
     to_wire,
 )
-from mn import extensions, ipam
+from mn import extensions, ipam, resource_types
 from mn.allocator import host as host_alloc
 from mn.allocator import primary_storage as ps_alloc
 from mn.context import ApiContext
@@ -373,17 +373,14 @@ _IMAGE_SOURCE = (
 
 def image_source(s: Session, image_uuid: str, zone_uuid: str) -> dict[str, Any]:
     """The CreateVolumeFromImageCmd fields naming a Ready copy of the image in the zone: its
-    backup storage, path and agent, and where a host fetches it (SFTP: address and login; the
-    key is added at sending time by sftp_backup_storage.with_fetch_key)."""
-    from mn.services.sftp_backup_storage import SFTP, image_fetch_fields
-
+    backup storage, path and agent, and where a host fetches it (what the storage's type says:
+    resource_types.image_fetch_fields; secrets are added at sending time, with_fetch_secrets)."""
     row = s.connection().execute(_IMAGE_SOURCE, {"image": image_uuid, "zone": zone_uuid}).first()
     if row is None:
         raise invalid(f"ImageVO[uuid:{image_uuid}] has no Ready copy on a connected backup storage "
                       f"attached to zone {zone_uuid}")
     out = {"backupStorageUuid": row[0], "imageInstallPath": row[1], "backupStorageUrl": row[2]}
-    if row[3] == SFTP:
-        out.update(image_fetch_fields(s, row[0]))
+    out.update(resource_types.image_fetch_fields(s, row[3], row[0]))
     return out
 
 
@@ -395,15 +392,13 @@ def _root_volume(ctx: ApiContext, d: dict[str, Any]) -> None:
         cmd: Any = CreateEmptyVolumeCmd(psUuid=where["ps"], volumeUuid=vol_uuid, size=p["root_size"],
                                         hostUuid=where["host"], installPath=where["path"])
     else:
-        from mn.services.sftp_backup_storage import with_fetch_key
-
         source = d.pop("source", None)  # read by allocate when it started the VM
         if source is None:
             with ctx.db.ro() as s:
                 source = image_source(s, p["image"]["uuid"], d["zone"])
         cmd = CreateVolumeFromImageCmd(psUuid=where["ps"], volumeUuid=vol_uuid, imageUuid=p["image"]["uuid"],
                                        size=p["root_size"], hostUuid=where["host"], installPath=where["path"],
-                                       **with_fetch_key(source, ctx.config.home))
+                                       **resource_types.with_fetch_secrets(source, ctx.config.home))
     rsp = ctx.agents.send(where["url"], cmd, VolumeRsp)
     _installed(d, vol_uuid, p["root_size"], rsp)
 
@@ -443,11 +438,11 @@ def _data_volumes_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
 
 
 def _prepare_net(ctx: ApiContext, d: dict[str, Any]) -> None:
-    extensions.call_all(extensions.VM_BEFORE_START, ctx, d["plan"]["vm_uuid"], d["reserved"]["host"])
+    extensions.VM_BEFORE_START.run(ctx, d["plan"]["vm_uuid"], d["reserved"]["host"])
 
 
 def _prepare_net_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
-    extensions.call_all(extensions.VM_RELEASE_NETWORK, ctx, d["plan"]["vm_uuid"], d["reserved"]["host"])
+    extensions.VM_RELEASE_NETWORK.run(ctx, d["plan"]["vm_uuid"], d["reserved"]["host"])
 
 
 def start_command(s: Session, vm: VmInstance, installed: dict[str, dict] | None = None,

@@ -26,7 +26,7 @@ from kvmagent.protocol import (
     StopVmCmd,
     VolumeRsp,
 )
-from mn import extensions
+from mn import extensions, resource_types
 from mn.allocator import host as host_alloc
 from mn.allocator import primary_storage as ps_alloc
 from mn.cascade import cascade
@@ -149,14 +149,13 @@ def instantiate_volume(ctx: ApiContext, vol_uuid: str, cluster_uuid: str, host_u
             image = None
     rec["url"] = url
     if image is not None and image.mediaType != "ISO":
-        from mn.services.sftp_backup_storage import with_fetch_key
         from mn.services.vm_create import image_source
 
         with ctx.db.ro() as s:
             source = image_source(s, image.uuid, vm.zoneUuid)
         cmd: Any = CreateVolumeFromImageCmd(psUuid=ps_uuid, volumeUuid=vol_uuid, imageUuid=image.uuid,
                                             size=vol.size, hostUuid=host_uuid,
-                                            **with_fetch_key(source, ctx.config.home))
+                                            **resource_types.with_fetch_secrets(source, ctx.config.home))
     else:
         cmd = CreateEmptyVolumeCmd(psUuid=ps_uuid, volumeUuid=vol_uuid, size=vol.size, hostUuid=host_uuid)
     rsp = ctx.agents.send(url, cmd, VolumeRsp)
@@ -190,18 +189,18 @@ def _st_volumes(ctx: ApiContext, d: dict[str, Any]) -> None:
 
 
 def _st_prepare(ctx: ApiContext, d: dict[str, Any]) -> None:
-    extensions.call_all(extensions.VM_BEFORE_START, ctx, d["vm"], d["reserved"]["host"])
+    extensions.VM_BEFORE_START.run(ctx, d["vm"], d["reserved"]["host"])
 
 
 def _st_prepare_rb(ctx: ApiContext, d: dict[str, Any]) -> None:
     if "reserved" in d:
-        extensions.call_all(extensions.VM_RELEASE_NETWORK, ctx, d["vm"], d["reserved"]["host"])
+        extensions.VM_RELEASE_NETWORK.run(ctx, d["vm"], d["reserved"]["host"])
 
 
 def release_network(ctx: ApiContext, vm_uuid: str, host_uuid: str | None) -> None:
     """The VM left `host_uuid` (stopped, destroyed, migrated away): undo its network services there."""
     if host_uuid:
-        extensions.call_all_logged(extensions.VM_RELEASE_NETWORK, ctx, vm_uuid, host_uuid)
+        extensions.VM_RELEASE_NETWORK.run_logged(ctx, vm_uuid, host_uuid)
 
 
 def _st_start(ctx: ApiContext, d: dict[str, Any]) -> None:
@@ -398,7 +397,7 @@ def migrate_vm(ctx: ApiContext, vm_uuid: str, dest_uuid: str | None) -> None:
             cmd = MigrateVmCmd(vmUuid=vm_uuid, srcHostUuid=vm.hostUuid, destHostUuid=dest,
                                destHostIp=dh.managementIp, destAgentUrl=dh.agentUrl or "")
         prepared = dest
-        extensions.call_all(extensions.VM_BEFORE_START, ctx, vm_uuid, dest)
+        extensions.VM_BEFORE_START.run(ctx, vm_uuid, dest)
         ctx.agents.send(src_url, cmd)
     except BaseException:
         if prepared:

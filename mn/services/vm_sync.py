@@ -16,7 +16,6 @@ from sqlalchemy import select, update
 
 from kvmagent.protocol import VmSyncCmd, VmSyncRsp
 from mn import cascade, extensions
-from mn.api.agent_events import HANDLERS
 from mn.background import periodic
 from mn.context import ApiContext, Services
 from mn.db.base import utcnow
@@ -71,11 +70,11 @@ def _on_vm_state_changed(svc: Services, event: dict[str, Any]) -> None:
     if not vm_uuid or not host_uuid:
         return
     ctx = ApiContext(svc)
-    svc.extras["jobs"].submit_internal(
+    svc.job_runner().submit_internal(
         f"vm-{vm_uuid}", lambda: apply_reported_state(ctx, vm_uuid, host_uuid, event.get("state")) or {})
 
 
-HANDLERS["VmStateChanged"] = _on_vm_state_changed
+extensions.AGENT_EVENTS["VmStateChanged"] = _on_vm_state_changed
 
 
 def _host_states(ctx: ApiContext, host_uuid: str) -> dict[str, str] | None:
@@ -193,7 +192,7 @@ def expunge_destroyed(svc: Services) -> None:
                 log.warning("expunging VM %s failed: %s", u, exc)
             return {}
 
-        svc.extras["jobs"].submit_internal(f"vm-{vm_uuid}", work)
+        svc.job_runner().submit_internal(f"vm-{vm_uuid}", work)
 
 
 # ---- host hooks ---------------------------------------------------------------------------------
@@ -254,6 +253,6 @@ def _host_maintenance(ctx: ApiContext, host_uuid: str) -> None:
             stop_vm(ctx, vm_uuid, "cold")
 
 
-extensions.HOST_DISCONNECTED.append(_host_disconnected)
-extensions.HOST_CONNECTED.append(_host_connected)
-extensions.HOST_MAINTENANCE.append(_host_maintenance)
+extensions.HOST_DISCONNECTED.register(_host_disconnected)
+extensions.HOST_CONNECTED.register(_host_connected)
+extensions.HOST_MAINTENANCE.register(_host_maintenance)

@@ -14,6 +14,7 @@ from mn.deploy import (
     INSTALL_DIR,
     AgentSettings,
     agent_files,
+    agent_plugins,
     agent_version,
     ansible_env,
     ansible_playbook,
@@ -41,11 +42,18 @@ def test_extra_vars_carry_settings_version_password_and_become(tmp_path):
     s = AgentSettings(port=7171, acceleration="tcg", libvirt=False)
     v = extra_vars(SshTarget("h", 22, "admin", "pw"), s, "abc", tmp_path / "a.tgz", "ssh-ed25519 AAAA mn")
     assert v == {"kvmhost_port": 7171, "kvmhost_acceleration": "tcg", "kvmhost_libvirt": False,
-                 "kvmhost_install_dir": INSTALL_DIR, "kvmhost_agent_version": "abc",
+                 "kvmhost_install_dir": INSTALL_DIR, "kvmhost_plugins": "", "kvmhost_agent_version": "abc",
+                 "kvmhost_agent_packages": ["kvmagent", "zstack_plugins"],
                  "kvmhost_agent_archive": str(tmp_path / "a.tgz"), "kvmhost_mn_public_key": "ssh-ed25519 AAAA mn",
                  "kvmhost_become": True, "ansible_password": "pw"}
     root = extra_vars(SshTarget("h", 22, "root"), s, "abc", tmp_path / "a.tgz", "")
     assert root["kvmhost_become"] is False and "ansible_password" not in root
+
+
+def test_agent_settings_name_the_plugins_that_run_on_hosts():
+    refs = [ref for ref, _ in agent_plugins()]
+    assert {"zstack_plugins.eip:PLUGIN", "zstack_plugins.local_storage:PLUGIN", "zstack_plugins.sftp:PLUGIN"} <= set(refs)
+    assert "zstack_plugins.simulator:PLUGIN" not in refs and "zstack_plugins.kvm:PLUGIN" not in refs
 
 
 def test_agent_version_follows_code_and_agent_settings_only():
@@ -59,8 +67,13 @@ def test_agent_version_follows_code_and_agent_settings_only():
 def test_archive_holds_the_package_without_caches(tmp_path):
     with tarfile.open(write_archive(tmp_path / "a.tgz")) as tar:
         names = tar.getnames()
-    assert names == [f"kvmagent/{p}" for p in agent_files()]
+    assert names == [name for name, _ in agent_files()]
     assert "kvmagent/server.py" in names and "kvmagent/protocol.py" in names
+    # the plugins that run on hosts come with their agent modules, never their MN side
+    assert {"zstack_plugins/__init__.py", "zstack_plugins/eip/__init__.py", "zstack_plugins/eip/agent.py",
+            "zstack_plugins/eip/protocol.py", "zstack_plugins/local_storage/agent.py",
+            "zstack_plugins/sftp/agent.py"} <= set(names)
+    assert not [n for n in names if n.endswith(("/eip.py", "/vip.py", "/models.py", "/backup_storage.py"))]
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 

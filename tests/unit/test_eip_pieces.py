@@ -7,11 +7,12 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from kvmagent import eip as agent_eip
 from kvmagent import protocol as p
 from simulator import persist
 from simulator.dispatch import HOSTS, run_command
 from simulator.state import SimState
+from zstack_plugins.eip import agent as agent_eip
+from zstack_plugins.eip.protocol import ApplyEipCmd, DeleteEipCmd, EipTO
 
 H = "h1"
 
@@ -26,10 +27,10 @@ def _state() -> SimState:
     return state
 
 
-def _eip(uuid: str = "e1", vip: str = "192.0.2.10", guest: str = "10.0.0.5", **kw: Any) -> p.EipTO:
+def _eip(uuid: str = "e1", vip: str = "192.0.2.10", guest: str = "10.0.0.5", **kw: Any) -> EipTO:
     fields: dict[str, Any] = {"nicMac": "fa:16:3e:00:00:01", "guestBridgeName": "br_guest",
                               "vipBridgeName": "br_pub", **kw}
-    return p.EipTO(eipUuid=uuid, vip=vip, guestIp=guest, **fields)
+    return EipTO(eipUuid=uuid, vip=vip, guestIp=guest, **fields)
 
 
 def _run(state: SimState, cmd: Any) -> dict[str, Any]:
@@ -38,29 +39,29 @@ def _run(state: SimState, cmd: Any) -> dict[str, Any]:
 
 def test_simulator_applies_all_or_nothing_and_deletes_idempotently() -> None:
     state = _state()
-    assert _run(state, p.ApplyEipCmd(eips=[_eip()]))["success"]
-    assert _run(state, p.ApplyEipCmd(eips=[_eip()]))["success"]
-    bad = _run(state, p.ApplyEipCmd(eips=[_eip("e2", vip="192.0.2.11"), _eip("e3", guest="not-an-ip")]))
+    assert _run(state, ApplyEipCmd(eips=[_eip()]))["success"]
+    assert _run(state, ApplyEipCmd(eips=[_eip()]))["success"]
+    bad = _run(state, ApplyEipCmd(eips=[_eip("e2", vip="192.0.2.11"), _eip("e3", guest="not-an-ip")]))
     assert not bad["success"] and "not an IPv4 address" in bad["error"]
-    assert list(state.hosts[H].eips) == ["192.0.2.10"]  # e2 was not recorded either
-    taken = _run(state, p.ApplyEipCmd(eips=[_eip("e4")]))
+    assert list(state.hosts[H].extras.get("eips", {})) == ["192.0.2.10"]  # e2 was not recorded either
+    taken = _run(state, ApplyEipCmd(eips=[_eip("e4")]))
     assert not taken["success"] and "already applied" in taken["error"]
-    same_vip_twice = _run(state, p.ApplyEipCmd(eips=[_eip("e5", vip="192.0.2.12"), _eip("e6", vip="192.0.2.12")]))
+    same_vip_twice = _run(state, ApplyEipCmd(eips=[_eip("e5", vip="192.0.2.12"), _eip("e6", vip="192.0.2.12")]))
     assert not same_vip_twice["success"] and "same VIP" in same_vip_twice["error"]
-    no_bridge = _run(state, p.ApplyEipCmd(eips=[_eip("e7", vip="192.0.2.13", vipBridgeName=None,
+    no_bridge = _run(state, ApplyEipCmd(eips=[_eip("e7", vip="192.0.2.13", vipBridgeName=None,
                                                      nicMac="fa:16:3e:00:00:02")]))
     assert no_bridge["success"]  # no public bridge named: nothing to check there
-    assert _run(state, p.DeleteEipCmd(eips=[_eip(), _eip("e7", vip="192.0.2.13")]))["success"]
-    assert _run(state, p.DeleteEipCmd(eips=[_eip()]))["success"]
-    assert state.hosts[H].eips == {}
+    assert _run(state, DeleteEipCmd(eips=[_eip(), _eip("e7", vip="192.0.2.13")]))["success"]
+    assert _run(state, DeleteEipCmd(eips=[_eip()]))["success"]
+    assert state.hosts[H].extras.get("eips", {}) == {}
 
 
 def test_simulator_eips_outlive_a_restart() -> None:
     state = _state()
-    assert _run(state, p.ApplyEipCmd(eips=[_eip()]))["success"]
+    assert _run(state, ApplyEipCmd(eips=[_eip()]))["success"]
     again = SimState()
     persist.load(again, persist.dump(state))
-    assert again.hosts[H].eips == {"192.0.2.10": _eip()}
+    assert again.hosts[H].extras["eips"] == {"192.0.2.10": p.to_wire(_eip())}
     assert again.hosts[H].view()["eips"] == {"192.0.2.10": p.to_wire(_eip())}
 
 

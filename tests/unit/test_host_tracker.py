@@ -114,9 +114,9 @@ def disconnected_hooks() -> Iterator[list[str]]:
     def hook(ctx: Any, uuid: str) -> None:
         calls.append(uuid)
 
-    extensions.HOST_DISCONNECTED.append(hook)
+    extensions.HOST_DISCONNECTED.register(hook)
     yield calls
-    extensions.HOST_DISCONNECTED.remove(hook)
+    extensions.HOST_DISCONNECTED.unregister(hook)
 
 
 def test_healthy_round_writes_nothing(svc: Services, writes: list[str], reconnects: list) -> None:

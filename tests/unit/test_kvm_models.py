@@ -12,12 +12,12 @@ from mn.models import (
     BackupStorageZoneRef,
     Cluster,
     Host,
-    KVMHost,
-    LocalStorageHostRef,
     PrimaryStorage,
-    SftpBackupStorage,
     Zone,
 )
+from zstack_plugins.kvm.models import KVMHost
+from zstack_plugins.local_storage.models import LocalStorageHostRef
+from zstack_plugins.sftp.models import SftpBackupStorage
 
 
 def _count(s, model) -> int:  # noqa: ANN001

@@ -1,4 +1,4 @@
-"""Pure parts of kvmagent.backupstorage: URL kinds, the layout, copying with md5 and a capacity limit,
+"""Pure parts of the SFTP backup storage agent (zstack_plugins.sftp.agent): URL kinds, the layout, copying with md5 and a capacity limit,
 and deleting only what lies in the images directory."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from kvmagent import protocol as p
-from kvmagent.backupstorage import _copy, delete, existing_image, image_path, local_source
-from kvmagent.localstorage import BACKUP, remember
 from kvmagent.registry import AgentError
+from kvmagent.storage import BACKUP, remember
+from zstack_plugins.sftp.agent import _copy, delete, existing_image, image_path, local_source
 
 
 def test_local_sources() -> None:

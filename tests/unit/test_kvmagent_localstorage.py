@@ -1,4 +1,4 @@
-"""Pure helpers of kvmagent.localstorage and kvmagent.shell (paths, parsing, the remembered storage
+"""Pure helpers of the local storage agent (zstack_plugins.local_storage.agent), kvmagent.storage and kvmagent.shell (paths, parsing, the remembered storage
 directories), and the simulator's side of the volume snapshot command."""
 
 from __future__ import annotations
@@ -10,27 +10,24 @@ from typing import Any
 import pytest
 
 from kvmagent import protocol as p
-from kvmagent.localstorage import (
+from kvmagent.registry import AgentError
+from kvmagent.shell import inside, run
+from kvmagent.storage import (
     BACKUP,
     PRIMARY,
-    cache_path,
     check_uuid,
     known_url,
     parse_image_info,
     partial,
     prepare_dir,
     remember,
-    scp_source,
-    snapshot_path,
     storage_dir,
-    volume_dir,
-    volume_path,
 )
-from kvmagent.registry import AgentError
-from kvmagent.shell import inside, run
 from simulator.dispatch import PRIMARY as SIM_PRIMARY
 from simulator.dispatch import run_command
 from simulator.state import SimState
+from zstack_plugins.local_storage.agent import cache_path, snapshot_path, volume_dir, volume_path
+from zstack_plugins.sftp.agent import SFTP, scp_source
 
 GiB = 2**30
 
@@ -167,7 +164,7 @@ def test_simulator_accepts_the_sftp_fields() -> None:
     state = SimState()
     state.put_primary_storage("ps1", total=100 * GiB)
     cmd = p.CreateVolumeFromImageCmd(psUuid="ps1", volumeUuid="v1", imageUuid="i1", imageInstallPath="/nowhere",
-                                     backupStorageUuid="bs1", backupStorageType=p.BS_TYPE_SFTP,
+                                     backupStorageUuid="bs1", backupStorageType=SFTP,
                                      backupStorageHostname="10.0.0.9", backupStorageUsername="root", sshKey="KEY")
     state.put_backup_storage("bs1", total=GiB)
     assert "not found" in sim(state, cmd)["error"]  # validated, then judged like any other image

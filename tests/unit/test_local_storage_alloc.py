@@ -10,13 +10,14 @@ from mn.errors import ApiError
 from mn.models import (
     Cluster,
     Host,
-    LocalStorageHostRef,
     PrimaryStorage,
     PrimaryStorageClusterRef,
     VmInstance,
     Volume,
     Zone,
 )
+from zstack_plugins.local_storage import primary_storage  # noqa: F401  (its host filters)
+from zstack_plugins.local_storage.models import LocalStorageHostRef
 
 GB = 1 << 30
 

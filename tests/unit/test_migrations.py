@@ -1,4 +1,6 @@
-"""The migrations and the models agree: after `upgrade head`, autogenerate sees no difference.
+"""The migrations and the models agree: after `upgrade head` (the core's chain and every plugin's),
+autogenerate sees no difference; each chain can be undone, and a plugin's first revision adopts
+tables made before its family was a plugin.
 
 Runs on SQLite always, and on the local PostgreSQL / MariaDB servers when they answer
 (a throw-away database each, dropped afterwards); otherwise those cases are skipped.
@@ -10,15 +12,14 @@ import uuid as uuidlib
 from collections.abc import Iterator
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
-import mn.models  # noqa: F401  (registers every table)
+import mn.models  # noqa: F401  (registers the core's tables; conftest loads the plugins')
 from mn.db.base import Base
-from mn.db.migrate import alembic_config, current_revision, head_revision, upgrade
+from mn.db.migrate import chains, current_revision, downgrade, head_revision, revisions, upgrade
 
 SERVERS = {
     "postgresql": ("postgresql://postgres@127.0.0.1:5432/postgres", "postgresql://postgres@127.0.0.1:5432/{}",
@@ -51,7 +52,9 @@ def _diff(url: str) -> list:
     eng = create_engine(url, poolclass=NullPool)
     try:
         with eng.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            ctx = MigrationContext.configure(conn, opts={
+                "compare_type": True,
+                "include_name": lambda name, type_, parent: not (type_ == "table" and name.startswith("alembic_version"))})
             return list(compare_metadata(ctx, Base.metadata))
     finally:
         eng.dispose()
@@ -71,13 +74,13 @@ def test_head_matches_models_and_0002_round_trips(db_url: str) -> None:
     assert _diff(db_url) == []
     assert {"ix_vm_instance_createDate_uuid", "ix_vm_instance_hypervisorType"} <= _indexes(db_url, "vm_instance")
     assert "ix_system_tag_tag_resourceUuid" in _indexes(db_url, "system_tag")
-    command.downgrade(alembic_config(db_url), "0002")
+    downgrade(db_url, "0002")
     assert "ix_vm_instance_createDate" in _indexes(db_url, "vm_instance")
-    command.downgrade(alembic_config(db_url), "0001")
+    downgrade(db_url, "0001")
     assert "ix_vm_instance_createDate" not in _indexes(db_url, "vm_instance")
     upgrade(db_url)
     assert _diff(db_url) == []
-    command.downgrade(alembic_config(db_url), "base")  # every migration can be undone
+    downgrade(db_url, "base")  # every migration can be undone
     assert current_revision(db_url) is None
     upgrade(db_url)
     assert _diff(db_url) == []
@@ -92,17 +95,48 @@ def test_every_foreign_key_is_indexed() -> None:
             assert fk.parent.name in leading, f"{table.name}.{fk.parent.name} has no index"
 
 
-def test_0003_creates_and_drops_the_vip_and_eip_tables(db_url: str) -> None:
-    upgrade(db_url, "0003")
-    assert {"ix_eip_guestIp", "ix_eip_vipIp", "ix_eip_vmNicUuid"} <= _indexes(db_url, "eip")
-    assert {"ix_vip_ip", "ix_vip_l3NetworkUuid"} <= _indexes(db_url, "vip")
-    command.downgrade(alembic_config(db_url), "0002")
-    eng = create_engine(db_url, poolclass=NullPool)
+def _tables(url: str) -> set[str]:
+    eng = create_engine(url, poolclass=NullPool)
     try:
-        tables = set(inspect(eng).get_table_names())
+        return set(inspect(eng).get_table_names())
     finally:
         eng.dispose()
-    assert not tables & {"vip", "eip", "vip_network_services_ref", "vip_peer_l3_network_ref"}
+
+
+EIP_TABLES = {"vip", "eip", "vip_network_services_ref", "vip_peer_l3_network_ref"}
+
+
+def test_every_plugin_chain_has_its_own_version_table_and_undoes_itself(db_url: str) -> None:
+    upgrade(db_url)
+    names = [c.name for c in chains()]
+    assert names[0] == "core" and {"eip", "kvm", "local_storage", "sftp"} <= set(names)
+    assert all(current == head for current, head in revisions(db_url).values())
+    assert {"ix_eip_guestIp", "ix_eip_vipIp", "ix_eip_vmNicUuid"} <= _indexes(db_url, "eip")
+    assert {"ix_vip_ip", "ix_vip_l3NetworkUuid"} <= _indexes(db_url, "vip")
+    assert {f"alembic_version_{n}" for n in names[1:]} <= _tables(db_url)
+    downgrade(db_url, "base", "eip")  # the plugin's tables go, the core's stay
+    assert not _tables(db_url) & EIP_TABLES and "vm_nic" in _tables(db_url)
+    assert current_revision(db_url, "eip") is None and current_revision(db_url) == head_revision()
+    upgrade(db_url)
+    assert _tables(db_url) >= EIP_TABLES and _diff(db_url) == []
+
+
+def test_a_plugin_adopts_the_tables_a_database_had_before_it_was_one(db_url: str) -> None:
+    """A database made before EIP, KVM, SFTP and local storage were plugins has their tables (from
+    core revisions 0003 and 0004) and no plugin version tables: the plugins' first revisions adopt
+    the tables as they are."""
+    upgrade(db_url)
+    eng = create_engine(db_url, poolclass=NullPool)
+    try:
+        with eng.begin() as c:
+            for ch in chains()[1:]:
+                c.execute(text(f"DROP TABLE {ch.version_table}"))
+    finally:
+        eng.dispose()
+    assert all(current is None for name, (current, _) in revisions(db_url).items() if name != "core")
+    upgrade(db_url)
+    assert all(current == head for current, head in revisions(db_url).values())
+    assert _diff(db_url) == []
 
 
 def test_0005_replaces_sort_indexes_with_field_uuid_ones(db_url: str) -> None:
@@ -111,7 +145,7 @@ def test_0005_replaces_sort_indexes_with_field_uuid_ones(db_url: str) -> None:
     assert {"ix_vm_instance_createDate_uuid", "ix_vm_instance_name_uuid"} <= vm
     assert not {"ix_vm_instance_createDate", "ix_vm_instance_name"} & vm
     assert "ix_volume_size" in _indexes(db_url, "volume")
-    command.downgrade(alembic_config(db_url), "0004")
+    downgrade(db_url, "0004")
     vm = _indexes(db_url, "vm_instance")
     assert {"ix_vm_instance_createDate", "ix_vm_instance_name"} <= vm
     assert not {"ix_vm_instance_createDate_uuid", "ix_vm_instance_name_uuid"} & vm

@@ -19,21 +19,20 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from kvmagent.protocol import BS_TYPE_SFTP
 from mn.api.registry import Msg, apis, key_of
+from mn.connection import CONNECTING, DISCONNECTED
 from mn.context import ApiContext
-from mn.deploy import deploy_agent
+from mn.deploy import agent_settings, agent_url, deploy_agent, ssh_target
 from mn.errors import ApiError, invalid, wrap
 from mn.flow import Flow, Step, register_flow
-from mn.models import BackupStorage, SftpBackupStorage
+from mn.models import BackupStorage
+from mn.resource_types import BACKUP_STORAGES, BackupStorageType
 from mn.services import backup_storage as bss
 from mn.services.common import add_tags, get_or_404, inventory, new_resource_uuid
-from mn.services.kvm_host import agent_settings, kvm_agent_url, ssh_target
 from mn.ssh import check_login, mn_key_pair
+from zstack_plugins.sftp.models import SftpBackupStorage
 
-SFTP = BS_TYPE_SFTP
-if SFTP not in bss.BS_TYPES:
-    bss.BS_TYPES.append(SFTP)
+SFTP = "SftpBackupStorage"
 
 
 def _check_url(url: str) -> None:
@@ -56,7 +55,7 @@ def _insert(ctx: ApiContext, d: dict, password: str | None) -> None:
     msg = Msg(d["msg"])
     with ctx.db.tx() as s:
         s.add(SftpBackupStorage(uuid=d["uuid"], name=msg.name, description=msg.get("description"), url=msg.url,
-                                type=SFTP, state="Enabled", status=bss.CONNECTING, agentUrl=d["agentUrl"],
+                                type=SFTP, state="Enabled", status=CONNECTING, agentUrl=d["agentUrl"],
                                 hostname=msg.hostname, username=msg.username, password=password,
                                 sshPort=msg.get("sshPort") or 22))
         add_tags(s, d["uuid"], "BackupStorageVO", msg)
@@ -74,10 +73,10 @@ def _check_ssh(ctx: ApiContext, d: dict) -> None:
 
 def deploy(ctx: ApiContext, uuid: str) -> None:
     """Deploy (or skip, when current) the agent on the storage's host; the agent URL follows the port."""
-    settings = agent_settings(ctx, libvirt=False)
+    settings = agent_settings(ctx.gconf, libvirt=False)
     with ctx.db.ro() as s:
         bs = get_or_404(s, SftpBackupStorage, uuid)
-        target, url = ssh_target(bs, bs.hostname), kvm_agent_url(bs.hostname, settings.port)
+        target, url = ssh_target(bs, bs.hostname), agent_url(bs.hostname, settings.port)
     deploy_agent(target, settings, ctx.config.home, agent_url=url)
     with ctx.db.tx() as s:
         s.execute(update(BackupStorage).where(BackupStorage.uuid == uuid).values(agentUrl=url))
@@ -91,19 +90,18 @@ def _deploy(ctx: ApiContext, d: dict) -> None:
 def add_flow(password: str | None = None) -> Flow:
     """The password is bound to the insert step, never put in the (journaled) flow data."""
     return Flow("add-sftp-backup-storage", [
-        Step("insert-row", lambda ctx, d: _insert(ctx, d, password), bss._delete_row),
+        Step("insert-row", lambda ctx, d: _insert(ctx, d, password), bss.delete_row),
         Step("check-ssh", _check_ssh),
         Step("deploy-agent", _deploy),
-        Step("connect", bss._connect),
-        Step("connected", bss._connected),
+        *bss.CONNECT_STEPS,
     ])
 
 
 @apis.handler("AddSftpBackupStorage", check=_check_add, sync_key=key_of("resourceUuid", "backup-storage"))
 def add_sftp_backup_storage(ctx: ApiContext, msg: Msg) -> dict:
     uuid = new_resource_uuid(msg)
-    port = int(agent_settings(ctx).port)
-    d = {"uuid": uuid, "agentUrl": kvm_agent_url(msg.hostname, port),
+    port = int(agent_settings(ctx.gconf).port)
+    d = {"uuid": uuid, "agentUrl": agent_url(msg.hostname, port),
          "msg": {k: v for k, v in msg.items() if k != "password"}}
     try:
         ctx.run_flow(add_flow(msg.password), d)
@@ -130,7 +128,7 @@ def update_sftp_backup_storage(ctx: ApiContext, msg: Msg) -> dict:
         for f in ("name", "description", "hostname", "username", "password", "sshPort"):
             if msg.get(f) is not None:
                 setattr(bs, f, msg[f])
-        bs.agentUrl = kvm_agent_url(bs.hostname, int(agent_settings(ctx).port))
+        bs.agentUrl = agent_url(bs.hostname, int(agent_settings(ctx.gconf).port))
     return {"inventory": inventory(ctx, SftpBackupStorage, msg.uuid)}
 
 
@@ -141,7 +139,7 @@ def reconnect_sftp_backup_storage(ctx: ApiContext, msg: Msg) -> dict:
         deploy(ctx, msg.uuid)
     except ApiError:
         with ctx.db.tx() as s:
-            s.execute(update(BackupStorage).where(BackupStorage.uuid == msg.uuid).values(status=bss.DISCONNECTED))
+            s.execute(update(BackupStorage).where(BackupStorage.uuid == msg.uuid).values(status=DISCONNECTED))
         raise
     bss.reconnect(ctx, msg.uuid)
     return {"inventory": inventory(ctx, SftpBackupStorage, msg.uuid)}
@@ -149,8 +147,8 @@ def reconnect_sftp_backup_storage(ctx: ApiContext, msg: Msg) -> dict:
 
 def image_fetch_fields(s: Session, bs_uuid: str) -> dict[str, Any]:
     """The CreateVolumeFromImageCmd fields telling a host where to fetch an image from this
-    storage (empty for storages that are not SFTP): its SSH address and login. No secret:
-    with_fetch_key adds the key when the command is sent."""
+    storage: its SSH address and login. No secret: with_fetch_key adds the key when the command
+    is sent."""
     bs = s.get(SftpBackupStorage, bs_uuid)
     if bs is None:
         return {}
@@ -165,3 +163,6 @@ def with_fetch_key(fields: dict[str, Any], home: Any) -> dict[str, Any]:
         return fields
     key_file, _ = mn_key_pair(home)
     return {**fields, "sshKey": key_file.read_text()}
+
+
+BACKUP_STORAGES.register(BackupStorageType(SFTP, fetch_fields=image_fetch_fields, fetch_secrets=with_fetch_key))

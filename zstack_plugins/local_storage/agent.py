@@ -15,53 +15,39 @@ backing file of its own, the md5 the MN gave if any) before it is renamed into t
 in use by a process (a running VM's QEMU) is neither deleted nor snapshotted; deleting a volume
 deletes its directory, snapshots included; the cache is kept (it serves the next volume).
 The url of each storage is learnt from InitPrimaryStorageCmd and kept in `<state_dir>/storage.json`,
-so later commands (which carry only psUuid) and a restarted agent know it.
+so later commands (which carry only psUuid) and a restarted agent know it (kvmagent.storage). An
+image missing from the cache is fetched by the fetcher of its backup storage's type.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-import re
 import shutil
 import socket
-import tempfile
-import threading
-import uuid as uuidlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from kvmagent import protocol as p
 from kvmagent.registry import AgentError, command
 from kvmagent.shell import allocated_size, capacity, inside, process_name, run, users_of
+from kvmagent.storage import (
+    PRIMARY,
+    VOLUME_FORMATS,
+    ImageInfo,
+    check_uuid,
+    fetch_image,
+    image_info,
+    image_lock,
+    need_space,
+    partial,
+    prepare_dir,
+    remember,
+    storage_dir,
+    verify_image,
+)
 
-PRIMARY, BACKUP = "primaryStorage", "backupStorage"
 CACHE_DIR, ROOT_DIR, DATA_DIR, SNAPSHOT_DIR = "imagecache", "rootVolumes", "dataVolumes", "snapshots"
-VOLUME_FORMATS = ("qcow2", "raw")
-FETCH_TIMEOUT = 3600.0
-_UUID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,63}$")
-
-_state_lock = threading.Lock()
-_image_locks: dict[str, threading.Lock] = {}
-
-
-class ImageInfo(NamedTuple):
-    format: str
-    virtual_size: int
-    actual_size: int
-    backing: str | None
-
-
-# ---- pure helpers (unit-tested) ------------------------------------------------------------------
-
-def check_uuid(value: Any, what: str) -> str:
-    """A uuid that is safe as a file name (letters, digits and dashes)."""
-    if not isinstance(value, str) or not _UUID.match(value):
-        raise AgentError(f"invalid {what} {value!r}: letters, digits and dashes only")
-    return value
 
 
 def volume_path(url: str | Path, volume_uuid: str, root: bool) -> Path:
@@ -88,119 +74,10 @@ def volume_dir(url: str | Path, path: str | Path) -> Path:
     return d
 
 
-def parse_image_info(text: str) -> ImageInfo:
-    """`qemu-img info --output=json` -> ImageInfo."""
-    d = json.loads(text)
-    return ImageInfo(d["format"], int(d["virtual-size"]), int(d.get("actual-size") or 0),
-                     d.get("full-backing-filename") or d.get("backing-filename"))
-
-
-def scp_source(username: str, hostname: str, path: str) -> str:
-    """`user@host:path` for scp, with an IPv6 address in brackets."""
-    host = f"[{hostname}]" if ":" in hostname else hostname
-    return f"{username}@{host}:{path}"
-
-
-# ---- shared with backupstorage -----------------------------------------------------------------
-
-def image_info(path: str | Path) -> ImageInfo:
-    out = run(["qemu-img", "info", "--output=json", "-U", str(path)], f"reading image {path}")
-    try:
-        return parse_image_info(out)
-    except (ValueError, KeyError) as exc:
-        raise AgentError(f"qemu-img info {path}: unexpected output ({exc}): {out[:200]}") from None
-
-
-def md5_of(path: str | Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _state_file(agent: Any) -> Path:
-    return Path(agent.config.state_path) / "storage.json"
-
-
-def remember(agent: Any, kind: str, uuid: str, url: str) -> None:
-    """Record the directory of storage `uuid` (kind PRIMARY or BACKUP) in the agent's state."""
-    with _state_lock:
-        f = _state_file(agent)
-        try:
-            data = json.loads(f.read_text())
-        except (OSError, ValueError):
-            data = {}
-        data.setdefault(kind, {})[uuid] = url
-        f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        tmp.replace(f)
-
-
-def known_url(agent: Any, kind: str, uuid: str) -> str | None:
-    with _state_lock:
-        try:
-            return json.loads(_state_file(agent).read_text()).get(kind, {}).get(uuid)
-        except (OSError, ValueError):
-            return None
-
-
-def storage_dir(agent: Any, kind: str, uuid: str, url: str | None = None) -> Path:
-    """The directory of a connected storage: `url` if given, else the one remembered."""
-    url = url or known_url(agent, kind, uuid)
-    noun, verb = ("primary storage", "InitPrimaryStorageCmd") if kind == PRIMARY else \
-        ("backup storage", "ConnectBackupStorageCmd")
-    if not url:
-        raise AgentError(f"{noun} {uuid} is not initialized on host {socket.gethostname()}: "
-                         f"reconnect it (the agent learns its directory from {verb})")
-    return Path(url)
-
-
-def prepare_dir(url: Any, what: str, subdirs: tuple[str, ...]) -> Path:
-    """Create (or check) a storage directory and its subdirectories; it must be absolute and writable."""
-    if not isinstance(url, str) or not url.startswith("/"):
-        raise AgentError(f"{what}: url must be an absolute directory path, not {url!r}")
-    root = Path(url)
-    try:
-        for d in (root, *(root / s for s in subdirs)):
-            d.mkdir(mode=0o755, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AgentError(f"{what}: cannot create {url}: {exc.strerror}") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise AgentError(f"{what}: {url} is not writable by the agent")
-    return root
-
-
-def need_space(root: Path, size: int, what: str) -> None:
-    total, available = capacity(root)
-    if size > available:
-        raise AgentError(f"insufficient capacity on {root} of host {socket.gethostname()}: {what} needs "
-                         f"{size} bytes, {available} available")
-
-
-@contextlib.contextmanager
-def partial(final: Path) -> Iterator[Path]:
-    """A temporary name next to `final` that the body writes; removed unless the body renamed it."""
-    tmp = final.with_name(f".{final.name}.{uuidlib.uuid4().hex[:8]}.part")
-    try:
-        yield tmp
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def image_lock(key: str) -> threading.Lock:
-    with _state_lock:
-        return _image_locks.setdefault(key, threading.Lock())
-
-
 def _in_use(path: Path) -> str | None:
     pids = users_of(path)
     return ", ".join(f"{process_name(x)} (pid {x})" for x in pids) if pids else None
 
-
-# ---- the image cache -------------------------------------------------------------------------------
 
 def cached_image(url: Path, image_uuid: str) -> Path | None:
     for fmt in VOLUME_FORMATS:
@@ -210,45 +87,6 @@ def cached_image(url: Path, image_uuid: str) -> Path | None:
     return None
 
 
-def verify_image(path: Path, what: str, md5: str | None = None) -> ImageInfo:
-    """What a cache or a backup storage accepts: a readable qcow2/raw without a backing file (a backing
-    file could point anywhere on the host), with the given md5 if any."""
-    info = image_info(path)
-    if info.backing:
-        raise AgentError(f"{what} has a backing file ({info.backing}); only standalone images are accepted")
-    if info.format == "qcow2":
-        run(["qemu-img", "check", "-q", str(path)], f"checking {what}")
-    if md5 is not None:
-        got = md5_of(path)
-        if got != md5:
-            raise AgentError(f"{what} is corrupt: md5 {got}, expected {md5}")
-    return info
-
-
-def _fetch_sftp(cmd: p.CreateVolumeFromImageCmd, dest: Path) -> None:
-    missing = [n for n in ("backupStorageHostname", "backupStorageUsername", "sshKey") if not getattr(cmd, n)]
-    if missing:
-        raise AgentError(f"cannot fetch image {cmd.imageUuid} from SFTP backup storage {cmd.backupStorageUuid}: "
-                         f"the command lacks {missing}")
-    source = scp_source(cmd.backupStorageUsername, cmd.backupStorageHostname, cmd.imageInstallPath)
-    with tempfile.TemporaryDirectory(prefix="zstack-scp-") as d:
-        key = Path(d) / "key"
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(cmd.sshKey.strip() + "\n")
-        args = ["scp", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR",
-                "-i", str(key), "-P", str(cmd.backupStorageSshPort), source, str(dest)]
-        try:
-            run(args, f"fetching image {cmd.imageUuid} from SFTP backup storage {cmd.backupStorageUuid}",
-                timeout=FETCH_TIMEOUT)
-        except AgentError as exc:
-            if "No such file" in str(exc):
-                raise AgentError(f"image {cmd.imageUuid} not found at {source} on backup storage "
-                                 f"{cmd.backupStorageUuid}: {exc}") from None
-            raise
-
-
 def ensure_cached(url: Path, cmd: p.CreateVolumeFromImageCmd) -> tuple[Path, ImageInfo]:
     """The image in this storage's cache, fetched and verified first if absent (one fetch per image)."""
     image = check_uuid(cmd.imageUuid, "imageUuid")
@@ -256,14 +94,10 @@ def ensure_cached(url: Path, cmd: p.CreateVolumeFromImageCmd) -> tuple[Path, Ima
         found = cached_image(url, image)
         if found is not None:
             return found, image_info(found)
-        if cmd.backupStorageType != p.BS_TYPE_SFTP:
-            raise AgentError(f"image {image} not found in the image cache of {url} on host {socket.gethostname()}, "
-                             f"and a real host cannot fetch it from backup storage {cmd.backupStorageUuid} of "
-                             f"type {cmd.backupStorageType} (only {p.BS_TYPE_SFTP})")
         staging = cache_path(url, image, "fetch")
         with partial(staging) as tmp:
-            _fetch_sftp(cmd, tmp)
-            what = f"image {image} fetched from {cmd.backupStorageHostname}:{cmd.imageInstallPath}"
+            fetch_image(cmd, tmp, f"the image cache of {url}")
+            what = f"image {image} fetched from backup storage {cmd.backupStorageUuid} ({cmd.imageInstallPath})"
             info = verify_image(tmp, what, cmd.imageMd5Sum)
             if info.format not in VOLUME_FORMATS:
                 raise AgentError(f"{what} is {info.format}; the image cache takes {list(VOLUME_FORMATS)}")
@@ -272,8 +106,6 @@ def ensure_cached(url: Path, cmd: p.CreateVolumeFromImageCmd) -> tuple[Path, Ima
             tmp.rename(final)
         return final, info
 
-
-# ---- volumes -----------------------------------------------------------------------------------------
 
 def _new_volume(target: Path, args: list[str], what: str, size: int) -> p.VolumeRsp:
     """Run `qemu-img create ... <tmp> <size>` and move the result to `target` (never half there)."""
@@ -383,8 +215,6 @@ def _capacity_rsp(root: Path) -> p.CapacityRsp:
     total, available = capacity(root)
     return p.CapacityRsp(totalCapacity=total, availableCapacity=available)
 
-
-# ---- commands -----------------------------------------------------------------------------------
 
 @command(p.InitPrimaryStorageCmd)
 def _init(agent: Any, cmd: p.InitPrimaryStorageCmd) -> p.CapacityRsp:

@@ -17,10 +17,9 @@ from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade, dependent
 from mn.context import ApiContext
 from mn.errors import IP_ALLOCATION_FAILURE, ApiError, invalid
-from mn.inventory import to_inventory
+from mn.inventory import Collection, register_collections, to_inventory
 from mn.iputil import int_to_ip, parse_ipv4
-from mn.models import Eip, IpRange, L3Network, UsedIp, Vip
-from mn.services import eip_host
+from mn.models import IpRange, L3Network, UsedIp
 from mn.services.common import (
     STATE_EVENTS,
     add_tags,
@@ -29,8 +28,16 @@ from mn.services.common import (
     new_resource_uuid,
     standard_handlers,
 )
+from zstack_plugins.eip import host as eip_host
+from zstack_plugins.eip.models import Eip, Vip, VipNetworkServicesRef, VipPeerL3NetworkRef
 
 VIP_KEY = key_of("uuid", "vip")
+
+register_collections(Vip, {
+    "peerL3NetworkUuids": Collection(VipPeerL3NetworkRef, "vipUuid", attr="l3NetworkUuid", order_by="id"),
+    "servicesRefs": Collection(VipNetworkServicesRef, "vipUuid"),
+})
+
 
 
 def _check_create(ctx: ApiContext, msg: Msg) -> None:

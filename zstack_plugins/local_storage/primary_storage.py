@@ -17,24 +17,42 @@ Invariants:
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from kvmagent.protocol import CapacityRsp, InitPrimaryStorageCmd
 from mn import extensions
 from mn.api.registry import Msg, apis, key_of
+from mn.connection import CONNECTED
 from mn.context import ApiContext
 from mn.errors import ApiError, invalid
-from mn.models import Host, LocalStorageHostRef, PrimaryStorage, PrimaryStorageClusterRef, Zone
+from mn.models import Host, PrimaryStorage, PrimaryStorageClusterRef, Volume, Zone
+from mn.resource_types import PRIMARY_STORAGES, PrimaryStorageType
 from mn.services import primary_storage as pss
 from mn.services.common import add_tags, get_or_404, inventory, new_resource_uuid
+from zstack_plugins.local_storage.models import LocalStorageHostRef
 
 log = logging.getLogger(__name__)
 
 LOCAL = "LocalStorage"
-if LOCAL not in pss.PS_TYPES:
-    pss.PS_TYPES.append(LOCAL)
+
+
+def host_filters(ps_uuid: Any, vm_uuid: Any | None) -> list:
+    """Filters that hold only when the storage is LocalStorage: a host with a share of it, and
+    the host of the VM's volumes on it."""
+    not_local = ~exists(select(PrimaryStorage.uuid).where(PrimaryStorage.uuid == ps_uuid,
+                                                          PrimaryStorage.type == LOCAL))
+    f = [or_(not_local, Host.uuid.in_(select(LocalStorageHostRef.hostUuid)
+                                      .where(LocalStorageHostRef.primaryStorageUuid == ps_uuid)))]
+    if vm_uuid is not None:
+        f.append(or_(not_local, Host.uuid.in_(select(Volume.hostUuid).where(
+            Volume.vmInstanceUuid == vm_uuid, Volume.primaryStorageUuid == ps_uuid, Volume.hostUuid.is_not(None)))))
+    return f
+
+
+PRIMARY_STORAGES.register(PrimaryStorageType(LOCAL, host_filters=host_filters))
 
 
 # ---- add ----------------------------------------------------------------------------------------
@@ -59,7 +77,7 @@ def add_local_primary_storage(ctx: ApiContext, msg: Msg) -> dict:
     with ctx.db.tx() as s:
         get_or_404(s, Zone, msg.zoneUuid)
         s.add(PrimaryStorage(uuid=uuid, name=msg.name, description=msg.get("description"), zoneUuid=msg.zoneUuid,
-                             url=msg.url.rstrip("/") or "/", type=LOCAL, state="Enabled", status="Connected",
+                             url=msg.url.rstrip("/") or "/", type=LOCAL, state="Enabled", status=CONNECTED,
                              mountPath=msg.url, agentUrl=None))
         add_tags(s, uuid, "PrimaryStorageVO", msg)
     return {"inventory": inventory(ctx, PrimaryStorage, uuid)}
@@ -112,10 +130,10 @@ def _host_connected(ctx: ApiContext, host_uuid: str) -> None:
         init_on_host(ctx, ps_uuid, host_uuid)
 
 
-def _host_deleted(ctx: ApiContext, host_uuid: str, cluster_uuid: str) -> None:
+def _host_deleted(ctx: ApiContext, host: extensions.DeletedHost) -> None:
     with ctx.db.tx() as s:
-        s.execute(delete(LocalStorageHostRef).where(LocalStorageHostRef.hostUuid == host_uuid))
-        storages = _local_storages_of_cluster(s, cluster_uuid)
+        s.execute(delete(LocalStorageHostRef).where(LocalStorageHostRef.hostUuid == host.uuid))
+        storages = _local_storages_of_cluster(s, host.cluster_uuid)
     for ps_uuid, _ in storages:
         resum(ctx, ps_uuid)
 
@@ -127,7 +145,7 @@ def _attached(ctx: ApiContext, ps_uuid: str, cluster_uuid: str) -> None:
         if get_or_404(s, PrimaryStorage, ps_uuid).type != LOCAL:
             return
         hosts = list(s.scalars(select(Host.uuid).where(Host.clusterUuid == cluster_uuid,
-                                                       Host.status == "Connected").order_by(Host.uuid)))
+                                                       Host.status == CONNECTED).order_by(Host.uuid)))
     for h in hosts:
         try:
             init_on_host(ctx, ps_uuid, h)
@@ -145,10 +163,10 @@ def _detached(ctx: ApiContext, ps_uuid: str, cluster_uuid: str) -> None:
     resum(ctx, ps_uuid)
 
 
-extensions.HOST_CONNECTED.append(_host_connected)
-extensions.HOST_DELETED.append(_host_deleted)
-extensions.PRIMARY_STORAGE_ATTACHED.append(_attached)
-extensions.PRIMARY_STORAGE_DETACHED.append(_detached)
+extensions.HOST_CONNECTED.register(_host_connected)
+extensions.HOST_DELETED.register(_host_deleted)
+extensions.PRIMARY_STORAGE_ATTACHED.register(_attached)
+extensions.PRIMARY_STORAGE_DETACHED.register(_detached)
 
 
 # ---- API ----------------------------------------------------------------------------------------

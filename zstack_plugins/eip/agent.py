@@ -21,6 +21,7 @@ from typing import Any
 
 from kvmagent import protocol as p
 from kvmagent.registry import AgentError, command
+from zstack_plugins.eip.protocol import ApplyEipCmd, DeleteEipCmd, EipTO
 
 Run = Callable[[Sequence[str]], subprocess.CompletedProcess]
 
@@ -49,7 +50,7 @@ def comment(eip_uuid: str) -> str:
     return f"eip:{eip_uuid}"
 
 
-def wanted_rules(e: p.EipTO) -> list[tuple[str, str, tuple[str, ...]]]:
+def wanted_rules(e: EipTO) -> list[tuple[str, str, tuple[str, ...]]]:
     """(table, chain, rule arguments) for one EIP, spelled as `iptables -S` prints them."""
     tag = ("-m", "comment", "--comment", comment(e.eipUuid))
     return [
@@ -93,7 +94,7 @@ def _has_address(runner: Run, dev: str, cidr: str) -> bool:
     return r.returncode == 0 and cidr in r.stdout.split()
 
 
-def apply_eip(runner: Run, e: p.EipTO) -> None:
+def apply_eip(runner: Run, e: EipTO) -> None:
     for dev in filter(None, (e.guestBridgeName, e.vipBridgeName)):
         if not _link_exists(runner, dev):
             raise AgentError(f"EIP {e.eipUuid}: bridge {dev} does not exist on this host")
@@ -111,18 +112,18 @@ def apply_eip(runner: Run, e: p.EipTO) -> None:
     _must(runner, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
 
 
-def delete_eip(runner: Run, e: p.EipTO) -> None:
+def delete_eip(runner: Run, e: EipTO) -> None:
     for table, chain, args in tagged_rules(runner, e.eipUuid):
         _must(runner, _ipt(table, "-D", chain, *args))
     if e.vipBridgeName and _has_address(runner, e.vipBridgeName, f"{e.vip}/32"):
         _must(runner, ["ip", "addr", "del", f"{e.vip}/32", "dev", e.vipBridgeName])
 
 
-def apply_all(runner: Run, eips: list[p.EipTO]) -> None:
+def apply_all(runner: Run, eips: list[EipTO]) -> None:
     """Apply every EIP; when one fails, those this call newly applied are deleted again (an EIP
     that was already there before the call stays)."""
     with _lock:
-        done: list[p.EipTO] = []
+        done: list[EipTO] = []
         try:
             for e in eips:
                 fresh = not tagged_rules(runner, e.eipUuid)
@@ -138,19 +139,19 @@ def apply_all(runner: Run, eips: list[p.EipTO]) -> None:
             raise
 
 
-def delete_all(runner: Run, eips: list[p.EipTO]) -> None:
+def delete_all(runner: Run, eips: list[EipTO]) -> None:
     with _lock:
         for e in eips:
             delete_eip(runner, e)
 
 
-@command(p.ApplyEipCmd)
-def apply_cmd(agent: Any, cmd: p.ApplyEipCmd) -> p.Reply:
+@command(ApplyEipCmd)
+def apply_cmd(agent: Any, cmd: ApplyEipCmd) -> p.Reply:
     apply_all(run, cmd.eips)
     return p.Reply()
 
 
-@command(p.DeleteEipCmd)
-def delete_cmd(agent: Any, cmd: p.DeleteEipCmd) -> p.Reply:
+@command(DeleteEipCmd)
+def delete_cmd(agent: Any, cmd: DeleteEipCmd) -> p.Reply:
     delete_all(run, cmd.eips)
     return p.Reply()

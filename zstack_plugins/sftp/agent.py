@@ -1,6 +1,7 @@
 """SFTP backup storage, as in ZStack: images are files in a directory (`url`) of the backup-storage
 host, whose agent (this same zstack-kvmagent) serves these commands; KVM hosts then fetch an image
-over SCP with the SSH login the MN passes them (kvmagent.localstorage).
+over SCP with the SSH login the MN passes them: the fetcher of type SftpBackupStorage registered
+here (kvmagent.storage.image_fetcher), used by the hosts' primary storage.
 
 Layout: `<url>/images/<imageUuid>.<qcow2|raw|iso>`. A download takes an http(s):// URL, a file://
 URL or an absolute path on this host. Invariants: an image appears under its final name only once
@@ -17,6 +18,7 @@ import hashlib
 import os
 import shutil
 import socket
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,10 +26,13 @@ from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from kvmagent import protocol as p
-from kvmagent.localstorage import (
+from kvmagent.registry import AgentError, command
+from kvmagent.shell import allocated_size, capacity, inside, run
+from kvmagent.storage import (
     BACKUP,
     VOLUME_FORMATS,
     check_uuid,
+    image_fetcher,
     image_lock,
     need_space,
     partial,
@@ -36,8 +41,9 @@ from kvmagent.localstorage import (
     storage_dir,
     verify_image,
 )
-from kvmagent.registry import AgentError, command
-from kvmagent.shell import allocated_size, capacity, inside
+
+SFTP = "SftpBackupStorage"
+FETCH_TIMEOUT = 3600.0
 
 IMAGES_DIR = "images"
 HTTP_TIMEOUT = 60.0
@@ -170,3 +176,36 @@ def _download(agent: Any, cmd: p.DownloadImageCmd) -> p.DownloadImageRsp:
 @command(p.DeleteImageCmd)
 def _delete(agent: Any, cmd: p.DeleteImageCmd) -> p.Reply:
     return delete(agent, cmd)
+
+
+# ---- hosts fetching images from here ------------------------------------------------------------
+
+def scp_source(username: str, hostname: str, path: str) -> str:
+    """`user@host:path` for scp, with an IPv6 address in brackets."""
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    return f"{username}@{host}:{path}"
+
+
+@image_fetcher(SFTP)
+def fetch_sftp(cmd: p.CreateVolumeFromImageCmd, dest: Path) -> None:
+    missing = [n for n in ("backupStorageHostname", "backupStorageUsername", "sshKey") if not getattr(cmd, n)]
+    if missing:
+        raise AgentError(f"cannot fetch image {cmd.imageUuid} from SFTP backup storage {cmd.backupStorageUuid}: "
+                         f"the command lacks {missing}")
+    source = scp_source(cmd.backupStorageUsername, cmd.backupStorageHostname, cmd.imageInstallPath)
+    with tempfile.TemporaryDirectory(prefix="zstack-scp-") as d:
+        key = Path(d) / "key"
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(cmd.sshKey.strip() + "\n")
+        args = ["scp", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR",
+                "-i", str(key), "-P", str(cmd.backupStorageSshPort), source, str(dest)]
+        try:
+            run(args, f"fetching image {cmd.imageUuid} from SFTP backup storage {cmd.backupStorageUuid}",
+                timeout=FETCH_TIMEOUT)
+        except AgentError as exc:
+            if "No such file" in str(exc):
+                raise AgentError(f"image {cmd.imageUuid} not found at {source} on backup storage "
+                                 f"{cmd.backupStorageUuid}: {exc}") from None
+            raise

@@ -26,8 +26,7 @@ from mn.context import ApiContext
 from mn.errors import VM_STATE_ERROR, ApiError, invalid
 from mn.flow import Flow, Step, register_flow
 from mn.inventory import to_inventories, to_inventory
-from mn.models import Eip, L3Network, Vip, VipNetworkServicesRef, VipPeerL3NetworkRef, VmInstance, VmNic
-from mn.services import eip_host
+from mn.models import L3Network, VmInstance, VmNic
 from mn.services.common import (
     STATE_EVENTS,
     add_tags,
@@ -37,6 +36,8 @@ from mn.services.common import (
     standard_handlers,
 )
 from mn.services.vm_common import PAUSED, RUNNING, STOPPED
+from zstack_plugins.eip import host as eip_host
+from zstack_plugins.eip.models import Eip, Vip, VipNetworkServicesRef, VipPeerL3NetworkRef
 
 EIP_VM_STATES = (RUNNING, PAUSED, STOPPED)
 SERVICE_TYPE, PROVIDER = "Eip", "Flat"
@@ -158,7 +159,7 @@ def _apply(ctx: ApiContext, d: dict[str, Any]) -> None:
 def _apply_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
     rec = d.get("applied")
     if rec:
-        from kvmagent.protocol import EipTO
+        from zstack_plugins.eip.protocol import EipTO
 
         eip_host.send_delete(ctx, rec["host"], [EipTO(**rec["to"])])
 

@@ -17,7 +17,6 @@ Invariants:
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sqlalchemy import select, update
 
@@ -25,40 +24,26 @@ from kvmagent.protocol import ConnectCmd, ConnectRsp, HostFactCmd, HostFactRsp
 from mn import extensions
 from mn.api.registry import Msg, apis, key_of
 from mn.background import periodic
+from mn.connection import CONNECTING, DISCONNECTED
 from mn.context import ApiContext, Services
-from mn.deploy import AgentSettings, agent_version, deploy_agent
+from mn.deploy import AGENT_PORT, agent_settings, agent_url, agent_version, deploy_agent, ssh_target
 from mn.errors import ApiError, invalid, wrap
 from mn.flow import Flow, Step, register_flow
 from mn.globalconfig import define
-from mn.models import Cluster, Host, KVMHost
+from mn.models import Cluster, Host
+from mn.resource_types import HYPERVISORS, HypervisorType
 from mn.services import host as hosts
 from mn.services.common import add_tags, cas, delete_tags, get_or_404, inventory, new_resource_uuid
 from mn.ssh import SshTarget, check_login
+from zstack_plugins.kvm.models import KVMHost
 
 log = logging.getLogger(__name__)
 
 KVM = "KVM"
-AGENT_PORT = define("kvm", "agent.port", 7070, "the TCP port zstack-kvmagent listens on (KVM and SFTP hosts)",
-                    int, lambda v: 0 < v < 65536)
-ACCELERATION = define("kvm", "vm.acceleration", "auto",
-                      "guest acceleration: kvm, tcg (emulation), or auto (kvm where /dev/kvm exists)",
-                      valid_values=("auto", "kvm", "tcg"))
+HYPERVISORS.register(HypervisorType(KVM))
 RECONNECT_INTERVAL = define("kvm", "reconnect.interval", 300,
                             "seconds between reconnects (with a redeploy) of Disconnected KVM hosts", int,
                             lambda v: v > 0)
-
-
-def agent_settings(ctx: ApiContext, libvirt: bool = True) -> AgentSettings:
-    return AgentSettings(port=int(ctx.gconf.get(AGENT_PORT)), acceleration=str(ctx.gconf.get(ACCELERATION)),
-                         libvirt=libvirt)
-
-
-def kvm_agent_url(ip: str, port: int) -> str:
-    return f"http://{ip}:{port}"
-
-
-def ssh_target(row: Any, host: str) -> SshTarget:
-    return SshTarget(host, int(row.sshPort or 22), row.username, row.password)
 
 
 # ---- checks -------------------------------------------------------------------------------------
@@ -68,7 +53,7 @@ def _check_add(ctx: ApiContext, msg: Msg) -> None:
     if not msg.username.strip():
         raise invalid("parameter 'username' of AddKVMHost cannot be empty")
     with ctx.db.ro() as s:
-        hosts._check_new_host(s, msg, msg.resourceUuid, KVM)
+        hosts.check_new_host(s, msg, msg.resourceUuid, KVM)
 
 
 # ---- flow steps ---------------------------------------------------------------------------------
@@ -76,10 +61,10 @@ def _check_add(ctx: ApiContext, msg: Msg) -> None:
 def _insert(ctx: ApiContext, d: dict, password: str | None) -> None:
     msg = Msg(d["msg"])
     with ctx.db.tx() as s:
-        cluster: Cluster = hosts._check_new_host(s, msg, d["hostUuid"], KVM)
+        cluster: Cluster = hosts.check_new_host(s, msg, d["hostUuid"], KVM)
         s.add(KVMHost(uuid=d["hostUuid"], name=msg.name, description=msg.get("description"),
                       zoneUuid=cluster.zoneUuid, clusterUuid=cluster.uuid, managementIp=msg.managementIp,
-                      hypervisorType=KVM, state="Enabled", status=hosts.CONNECTING, agentUrl=d["agentUrl"],
+                      hypervisorType=KVM, state="Enabled", status=CONNECTING, agentUrl=d["agentUrl"],
                       username=msg.username, password=password, sshPort=msg.get("sshPort") or 22))
         add_tags(s, d["hostUuid"], "HostVO", msg)
 
@@ -104,10 +89,10 @@ def _check_ssh(ctx: ApiContext, d: dict) -> None:
 
 def deploy(ctx: ApiContext, host_uuid: str, force: bool = False) -> None:
     """Deploy (or skip, when current) the agent on a KVM host; record its version and URL."""
-    settings = agent_settings(ctx)
+    settings = agent_settings(ctx.gconf)
     with ctx.db.ro() as s:
         h = get_or_404(s, KVMHost, host_uuid)
-        target, url = ssh_target(h, h.managementIp), kvm_agent_url(h.managementIp, settings.port)
+        target, url = ssh_target(h, h.managementIp), agent_url(h.managementIp, settings.port)
     deploy_agent(target, settings, ctx.config.home, agent_url=url, force=force)
     with ctx.db.tx() as s:
         s.execute(update(Host).where(Host.uuid == host_uuid).values(agentUrl=url))
@@ -126,7 +111,7 @@ def _os_facts(ctx: ApiContext, d: dict) -> None:
 
 
 def _connect_steps() -> list[Step]:
-    steps = list(hosts._CONNECT_STEPS)
+    steps = list(hosts.CONNECT_STEPS)
     at = next(i for i, st in enumerate(steps) if st.name == "facts") + 1
     return [*steps[:at], Step("os-facts", _os_facts), *steps[at:]]
 
@@ -151,7 +136,7 @@ def ensure_agent(ctx: ApiContext, host_uuid: str) -> None:
         if h is None:
             return
         url = h.agentUrl
-    expected = agent_version(agent_settings(ctx))
+    expected = agent_version(agent_settings(ctx.gconf))
     try:
         rsp: ConnectRsp = ctx.agents.send(url, ConnectCmd(hostUuid=host_uuid), ConnectRsp, timeout=30)
         if rsp.agentVersion == expected:
@@ -162,18 +147,18 @@ def ensure_agent(ctx: ApiContext, host_uuid: str) -> None:
     deploy(ctx, host_uuid)
 
 
-extensions.HOST_BEFORE_CONNECT.append(ensure_agent)
+extensions.HOST_BEFORE_CONNECT.register(ensure_agent)
 
 
 @periodic("kvm-host-recover", lambda svc: float(svc.gconf.get(RECONNECT_INTERVAL)))
 def recover_disconnected(svc: Services) -> None:
     """Reconnect each Disconnected KVM host this MN can claim; a failure leaves it Disconnected."""
     with svc.db.ro() as s:
-        uuids = list(s.scalars(select(Host.uuid).where(Host.hypervisorType == KVM, Host.status == hosts.DISCONNECTED)
+        uuids = list(s.scalars(select(Host.uuid).where(Host.hypervisorType == KVM, Host.status == DISCONNECTED)
                                .order_by(Host.uuid)))
     for uuid in uuids:
         with svc.db.tx() as s:
-            if not cas(s, Host, uuid, [hosts.DISCONNECTED], hosts.CONNECTING, field="status"):
+            if not cas(s, Host, uuid, [DISCONNECTED], CONNECTING, field="status"):
                 continue
         try:
             hosts.reconnect_host(ApiContext(svc), uuid, claimed=True)
@@ -189,7 +174,7 @@ def add_kvm_host(ctx: ApiContext, msg: Msg) -> dict:
     uuid = new_resource_uuid(msg)
     port = int(ctx.gconf.get(AGENT_PORT))
     fields = {k: v for k, v in msg.items() if k != "password"}  # the flow data is journaled
-    data = {"hostUuid": uuid, "agentUrl": kvm_agent_url(msg.managementIp, port), "msg": fields}
+    data = {"hostUuid": uuid, "agentUrl": agent_url(msg.managementIp, port), "msg": fields}
     try:
         ctx.run_flow(add_kvm_host_flow(msg.password), data)
     except Exception as exc:  # noqa: BLE001
@@ -215,11 +200,11 @@ def update_kvm_host(ctx: ApiContext, msg: Msg) -> dict:
         h = get_or_404(s, KVMHost, msg.uuid)
         ip = msg.get("managementIp")
         if ip is not None and ip != h.managementIp:
-            other = hosts._ip_in_use(s, ip, except_uuid=h.uuid)
+            other = hosts.ip_in_use(s, ip, except_uuid=h.uuid)
             if other is not None:
                 raise invalid(f"managementIp {ip} is already used by host[uuid:{other}]")
             h.managementIp = ip
-            h.agentUrl = kvm_agent_url(ip, int(ctx.gconf.get(AGENT_PORT)))
+            h.agentUrl = agent_url(ip, int(ctx.gconf.get(AGENT_PORT)))
         for f in ("name", "description", "username", "password", "sshPort"):
             if msg.get(f) is not None:
                 setattr(h, f, msg[f])

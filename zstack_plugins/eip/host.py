@@ -13,12 +13,14 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from kvmagent.protocol import ApplyEipCmd, DeleteEipCmd, EipTO, bridge_name
+from kvmagent.protocol import bridge_name
 from mn import extensions
 from mn.context import ApiContext
 from mn.errors import invalid
-from mn.models import Eip, Host, L2Network, L2NetworkClusterRef, L3Network, Vip, VmInstance, VmNic
+from mn.models import Host, L2Network, L2NetworkClusterRef, L3Network, VmInstance, VmNic
 from mn.services.vm_common import PAUSED, RUNNING, host_url
+from zstack_plugins.eip.models import Eip, Vip
+from zstack_plugins.eip.protocol import ApplyEipCmd, DeleteEipCmd, EipTO
 
 ENABLED = "Enabled"
 
@@ -139,6 +141,6 @@ def host_connected(ctx: ApiContext, host_uuid: str) -> None:
     send_apply(ctx, host_uuid, tos)
 
 
-extensions.VM_BEFORE_START.append(prepare_vm)
-extensions.VM_RELEASE_NETWORK.append(release_vm)
-extensions.HOST_CONNECTED.append(host_connected)
+extensions.VM_BEFORE_START.register(prepare_vm)
+extensions.VM_RELEASE_NETWORK.register(release_vm)
+extensions.HOST_CONNECTED.register(host_connected)

@@ -1,0 +1,1 @@
+"""The eip plugin's Alembic revisions (version table alembic_version_eip)."""

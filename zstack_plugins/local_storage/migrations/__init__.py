@@ -1,0 +1,1 @@
+"""The local_storage plugin's Alembic revisions (version table alembic_version_local_storage)."""

@@ -1,0 +1,1 @@
+"""The sftp plugin's Alembic revisions (version table alembic_version_sftp)."""
