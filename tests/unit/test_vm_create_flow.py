@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mn.context import ApiContext
-from mn.db.engine import Database
-from mn.db.migrate import upgrade
 from mn.flow import Flow
 from mn.models import ApiJob, VmInstance, Volume
 from mn.recovery import recover
 from mn.services.vm_create import create_vm
-from tests.unit.vm_env import MN, Crash, create_msg, footprint, new_job, services
+from tests.unit.vm_env import MN, Crash, copied, create_msg, footprint, migrated, new_job, services
 
 STEPS = {
     "InstantStart": ["allocate", "root-volume", "data-volumes", "prepare-net", "start", "finalize"],
@@ -30,18 +26,13 @@ IN_FLIGHT = ["/primarystorage/volume/createfromimage", "/primarystorage/volume/c
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    """One migrated database for the module; each test works on a copy (migrating takes ~1 s)."""
-    path = tmp_path_factory.mktemp("template") / "unit.db"
-    upgrade(f"sqlite:///{path}")
-    return path
+def template(tmp_path_factory):
+    return migrated(tmp_path_factory.mktemp("template") / "unit.db")
 
 
 @pytest.fixture
 def svc(template, tmp_path):
-    for f in template.parent.iterdir():  # the database and any WAL beside it
-        shutil.copy(f, tmp_path / f.name)
-    db = Database(f"sqlite:///{tmp_path / template.name}")
+    db = copied(template, tmp_path)
     yield services(db, tmp_path)
     db.dispose()
 
