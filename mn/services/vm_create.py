@@ -2,8 +2,10 @@
 
 Flow "create-vm" (each step rolls back exactly what it did; rollbacks tolerate a step that was in
 flight when the MN died):
-  allocate       one transaction: VM row, host reservation (InstantStart), primary storage
-                 reservation, volume rows, NIC rows with their IPs
+  allocate       one grouped transaction, with the step's journal entry (vm_allocate.write): host
+                 reservation (InstantStart), primary-storage reservation and the volumes' places,
+                 VM row, volume rows, NIC rows with their IPs; lock-free reads before it
+                 (vm_allocate.prefetch), the start command and image source after it
   root-volume    the root volume created on primary storage from the image (agent)
   data-volumes   empty data volumes created on primary storage (agent)
   prepare-net    extensions.VM_BEFORE_START hooks (network services; VM_RELEASE_NETWORK undoes them)
@@ -11,15 +13,20 @@ flight when the MN died):
   finalize       states: VM Running (or Stopped/Created), volumes Ready
 JustCreate stops after `allocate` (VM Created, volumes NotInstantiated); CreateStopped skips
 `prepare-net` and `start` (VM Stopped, holding no host capacity).
+
+Steps read and write the flow's data through its typed view (vm_create_data.CreateVmData): the
+dict the flow engine journals stays the storage, so a step's writes are in whatever entry is
+written next, and recovery rolls back from the dict it reads back from the job row. Only
+allocate's entry is written (the later steps write none: it names them), so everything any
+rollback needs is in the data by the end of allocate's write.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -33,10 +40,7 @@ from kvmagent.protocol import (
     to_wire,
 )
 from mn import extensions, ipam, resource_types
-from mn.allocator import host as host_alloc
-from mn.allocator import primary_storage as ps_alloc
 from mn.context import ApiContext
-from mn.db.base import new_uuid, utcnow
 from mn.errors import invalid, not_found
 from mn.flow import Flow, Step, register_flow
 from mn.globalconfig import HOST_ALLOCATOR_STRATEGY, MEMORY_OVER_PROVISIONING, PS_OVER_PROVISIONING
@@ -51,56 +55,27 @@ from mn.models import (
     InstanceOffering,
     L3Network,
     PrimaryStorage,
-    UsedIp,
     VmInstance,
     VmNic,
     Volume,
     Zone,
 )
-from mn.services.common import add_tags, new_resource_uuid, row_or_404
-from mn.services.vm_common import (
-    CREATED,
-    RUNNING,
-    STARTING,
-    STOPPED,
-    agent_url,
-    host_url,
-    nic_tos,
-    ps_url,
-    volume_install_path,
-    volume_to,
+from mn.services import vm_allocate
+from mn.services.common import new_resource_uuid, row_or_404
+from mn.services.vm_common import CREATED, RUNNING, STOPPED, host_url, nic_tos, volume_to
+from mn.services.vm_create_data import (
+    CREATE_STOPPED,
+    INSTANT_START,
+    JUST_CREATE,
+    CreateVmData,
+    DataDisk,
+    ImageRef,
+    Installed,
+    Plan,
+    StartCall,
+    VolumePlace,
+    typed,
 )
-
-
-@dataclass
-class Plan:
-    """Everything CreateVmInstance decided before any side effect."""
-
-    vm_uuid: str
-    name: str
-    cpu: int
-    memory: int
-    reserved_memory: int
-    offering_uuid: str | None
-    allocator_strategy: str
-    image: dict[str, Any]
-    root_size: int
-    root_disk_offering: str | None
-    data_disks: list[dict[str, Any]]
-    l3s: list[str]
-    default_l3: str
-    static_ips: dict[str, str]
-    zone_uuid: str | None
-    cluster_uuid: str | None
-    host_uuid: str | None
-    ps_uuid: str | None
-    strategy: str
-    description: str | None
-    platform: str | None
-    guest_os: str | None
-    architecture: str | None
-    system_tags: list[str] = field(default_factory=list)
-    user_tags: list[str] = field(default_factory=list)
 
 
 def _enabled(row: Any, what: str) -> None:
@@ -143,15 +118,15 @@ def resolve(ctx: ApiContext, msg: dict[str, Any], conn: Connection) -> Plan:
     else:
         raise invalid(f"ImageVO[uuid:{image.uuid}] is a {image.mediaType}; a VM needs a "
                       "RootVolumeTemplate or an ISO")
-    data_disks: list[dict[str, Any]] = []
+    data_disks: list[DataDisk] = []
     for du in msg.get("dataDiskOfferingUuids") or []:
         d = row_or_404(conn, DiskOffering, du)
         _enabled(d, "DiskOfferingVO")
-        data_disks.append({"size": d.diskSize, "diskOfferingUuid": d.uuid})
+        data_disks.append(DataDisk(d.diskSize, d.uuid))
     for size in msg.get("dataDiskSizes") or []:
         if size <= 0:
             raise invalid(f"dataDiskSizes must be positive, got {size}")
-        data_disks.append({"size": size, "diskOfferingUuid": None})
+        data_disks.append(DataDisk(size))
     l3s = list(dict.fromkeys(msg.get("l3NetworkUuids") or []))
     if not l3s:
         raise invalid("CreateVmInstance needs at least one L3 network in l3NetworkUuids")
@@ -185,8 +160,8 @@ def resolve(ctx: ApiContext, msg: dict[str, Any], conn: Connection) -> Plan:
         vm_uuid=new_resource_uuid(msg), name=msg["name"], cpu=int(cpu), memory=int(memory),
         reserved_memory=math.ceil(memory / ratio), offering_uuid=offering.uuid if offering else None,
         allocator_strategy=strategy,
-        image={"uuid": image.uuid, "size": image.size, "format": image.format, "mediaType": image.mediaType,
-               "platform": image.platform, "architecture": image.architecture, "guestOsType": image.guestOsType},
+        image=ImageRef(image.uuid, image.size, image.format, image.mediaType, image.platform, image.architecture,
+                       image.guestOsType),
         root_size=int(root_size), root_disk_offering=root_offering.uuid if root_offering else None,
         data_disks=data_disks, l3s=l3s, default_l3=default_l3, static_ips=static_ips,
         zone_uuid=zone_uuid, cluster_uuid=cluster_uuid, host_uuid=host_uuid, ps_uuid=ps_uuid,
@@ -208,155 +183,43 @@ def check_create(ctx: ApiContext, msg: dict[str, Any]) -> None:
 
 # ---- steps ------------------------------------------------------------------------------------
 
-def _host_request(ctx: ApiContext, p: dict[str, Any], **over: Any) -> host_alloc.HostRequest:
-    req = host_alloc.HostRequest(
-        cpu=p["cpu"], memory=p["memory"], memory_ratio=ctx.gconf.get(MEMORY_OVER_PROVISIONING),
-        zone_uuid=p["zone_uuid"], cluster_uuid=p["cluster_uuid"], host_uuid=p["host_uuid"],
-        l3_uuids=p["l3s"], strategy=p["allocator_strategy"], ps_uuid=p["ps_uuid"])
-    for k, v in over.items():
-        setattr(req, k, v)
-    return req
-
-
-# Built once: allocate writes these rows for every VM (Core on the connection, no ORM bookkeeping).
-_INSERT_VM = insert(VmInstance)
-_INSERT_VOLUME = insert(Volume)
-_INSERT_NIC = insert(VmNic)
-_NIC_IP = (update(VmNic).where(VmNic.uuid == bindparam("nic"))
-           .values(usedIpUuid=bindparam("used"), ip=bindparam("nip"), netmask=bindparam("mask"),
-                   gateway=bindparam("gw"), ipVersion=bindparam("ver")))
-
-
-def _nic_ip(used: ipam.Allocated | None) -> dict[str, Any]:
-    """A NIC's IP columns for a reserved (or planned) UsedIp."""
-    if used is None:
-        return {"usedIpUuid": None, "ip": None, "netmask": None, "gateway": None, "ipVersion": 4}
-    return {"usedIpUuid": used.uuid, "ip": used.ip, "netmask": used.netmask, "gateway": used.gateway,
-            "ipVersion": used.ipVersion}
-
-
-def _allocate(ctx: ApiContext, d: dict[str, Any]) -> None:
-    """One grouped write: the reservations and the VM's rows. The reads that need no lock stay
-    outside it, so the database's writer lock (SQLite: one writer for every MN process) is held
-    for the writes: before it, the host candidates (with what the VM needs of the host), the
-    primary storages of the first candidate's cluster and a few free IPs of each L3, all tried by
-    compare-and-swap or unique insert (a stale one fails harmlessly and the step reads afresh
-    inside the write); after it, the start command's network details and the image source."""
-    p = d["plan"]
+@typed
+def _allocate(ctx: ApiContext, data: CreateVmData) -> None:
+    """The reads before the write (vm_allocate.prefetch), the one grouped write with the step's
+    journal entry (vm_allocate.write), then, outside it, the start command from the rows just
+    written and the image source (_start_call)."""
+    plan = data.plan
+    req = vm_allocate.host_request(ctx.gconf, plan)
+    pre = vm_allocate.prefetch(ctx.db, plan, req)
     ps_ratio = ctx.gconf.get(PS_OVER_PROVISIONING)
-    start = p["strategy"] == "InstantStart"
-    instantiate = p["strategy"] != "JustCreate"
-    req = _host_request(ctx, p) if start else _host_request(ctx, p, cpu=0, memory=0)
-    with ctx.db.read() as conn:
-        found = {h.uuid: h for h in host_alloc.candidate_rows(conn, req, **({} if start else {"limit": 1}))}
-        first = next(iter(found.values()), None)
-        storages = (ps_alloc.candidate_rows(conn, cluster_uuid=first.clusterUuid, ps_uuid=p["ps_uuid"])
-                    if instantiate and first is not None else [])
-        ips = {l3: ipam.probe(conn, l3) for l3 in p["l3s"] if l3 not in p["static_ips"]}
-    rows: dict[str, Any] = {}
-
-    def run(s: Session) -> None:  # the journal entry announcing this step commits with its effects
-        conn = s.connection()
-        host_uuid = None
-        if start:
-            host_uuid = host_alloc.allocate(s, req, prefetched=list(found))
-            d["reserved"] = {"host": host_uuid, "cpu": p["cpu"], "memory": p["reserved_memory"]}
-        else:  # not started: pick where the volumes go without taking CPU or memory
-            host_uuid = first.uuid if first is not None else host_alloc.allocate(s, req)
-        target = found.get(host_uuid) or s.get(Host, host_uuid)
-        if not start:
-            host_uuid = None
-        cluster_uuid, zone_uuid = target.clusterUuid, target.zoneUuid
-        total = p["root_size"] + sum(x["size"] for x in p["data_disks"])
-        ps_uuid = None
-        if instantiate:
-            ps = ps_alloc.allocate(s, size=total, ratio=ps_ratio, cluster_uuid=cluster_uuid, ps_uuid=p["ps_uuid"],
-                                   prefetched=storages if first is not None and
-                                   cluster_uuid == first.clusterUuid else None)
-            ps_uuid = ps.uuid
-            d["psReserved"] = {"ps": ps_uuid, "size": total, "ratio": ps_ratio}
-            # Where each volume will be: in the journal before any agent creates it, so recovery
-            # can delete a volume whose creation was in flight.
-            url = ps.agentUrl or (agent_url(target, host_uuid) if host_uuid else ps_url(s, ps_uuid))
-            d["paths"] = {vu: {"url": url, "ps": ps_uuid, "host": host_uuid,
-                               "path": volume_install_path(ps.url, vu, vu == d["rootVolumeUuid"])}
-                          for vu in [d["rootVolumeUuid"], *d["dataVolumeUuids"]]}
-        if start:
-            rows["agent"] = agent_url(target, host_uuid)
-        d["zone"] = zone_uuid
-        vm = rows["vm"] = dict(
-            uuid=p["vm_uuid"], name=p["name"], description=p["description"], zoneUuid=zone_uuid,
-            clusterUuid=cluster_uuid if instantiate else None, imageUuid=p["image"]["uuid"],
-            hostUuid=host_uuid, lastHostUuid=host_uuid, instanceOfferingUuid=p["offering_uuid"],
-            rootVolumeUuid=d["rootVolumeUuid"], platform=p["platform"], architecture=p["architecture"],
-            defaultL3NetworkUuid=p["default_l3"], type="UserVm", hypervisorType=target.hypervisorType,
-            memorySize=p["memory"], cpuNum=p["cpu"], cpuSpeed=0, allocatorStrategy=p["allocator_strategy"],
-            state=STARTING if start else CREATED, guestOsType=p["guest_os"],
-            internalId=int(p["vm_uuid"][:7], 16))
-        conn.execute(_INSERT_VM, vm)
-        status = "Creating" if instantiate else "NotInstantiated"
-        vols = rows["volumes"] = [dict(
-            uuid=d["rootVolumeUuid"], name=f"ROOT-for-{p['name']}", type="Root", primaryStorageUuid=ps_uuid,
-            vmInstanceUuid=vm["uuid"], rootImageUuid=p["image"]["uuid"], diskOfferingUuid=p["root_disk_offering"],
-            format=p["image"]["format"] or "qcow2", size=p["root_size"], deviceId=0, status=status,
-            hostUuid=host_uuid, lastAttachDate=None)]
-        vols += [dict(uuid=vu, name=f"DATA-for-{p['name']}", type="Data", primaryStorageUuid=ps_uuid,
-                      vmInstanceUuid=vm["uuid"], rootImageUuid=None, diskOfferingUuid=disk["diskOfferingUuid"],
-                      format="qcow2", size=disk["size"], deviceId=i + 1, status=status, hostUuid=host_uuid,
-                      lastAttachDate=utcnow())
-                 for i, (vu, disk) in enumerate(zip(d["dataVolumeUuids"], p["data_disks"], strict=True))]
-        conn.execute(_INSERT_VOLUME, vols)  # executemany: every row has the same keys
-        nics = rows["nics"] = []
-        for i, (nu, l3) in enumerate(zip(d["nicUuids"], p["l3s"], strict=True)):
-            guess = ips[l3][0] if ips.get(l3) else None  # the NIC row carries it when it holds
-            nic = dict(uuid=nu, vmInstanceUuid=vm["uuid"], l3NetworkUuid=l3, mac=ipam.new_mac(), driverType="virtio",
-                       hypervisorType=target.hypervisorType, deviceId=i, internalName=f"vnic{vm['internalId']}.{i}",
-                       **_nic_ip(guess))
-            conn.execute(_INSERT_NIC, nic)
-            used = ipam.allocate_ip(s, l3, ip=p["static_ips"].get(l3), nic_uuid=nu, used_for="Vip",
-                                    prefetched=ips.get(l3, ()))
-            if used != guess:
-                nic.update(_nic_ip(used))
-                conn.execute(_NIC_IP, {"nic": nu, "used": used.uuid, "nip": used.ip, "mask": used.netmask,
-                                       "gw": used.gateway, "ver": used.ipVersion})
-            nics.append(nic)
-        add_tags(s, vm["uuid"], "VmInstanceVO", {"systemTags": p["system_tags"], "userTags": p["user_tags"]})
-
-    ctx.flow_grouped(run)
-    d["allocated"] = True
-    if start:  # the start command, from the rows just written (not read back)
+    rows = ctx.flow_grouped(lambda s: vm_allocate.write(s, data, req, pre, ps_ratio))
+    if plan.starts:
         try:
-            sizes = dict(zip(d["dataVolumeUuids"], (x["size"] for x in p["data_disks"]), strict=True))
-            planned = {vu: {"path": w["path"], "size": sizes.get(vu, p["root_size"])}
-                       for vu, w in d["paths"].items()}
-            vols = [Volume(**v) for v in rows["volumes"]]
-            devices = {"root": vols[0], "data": vols[1:], "nics": [VmNic(**n) for n in rows["nics"]]}
-            with ctx.db.ro() as s:
-                cmd = start_command(s, VmInstance(**rows["vm"]), planned, devices)
-                if p["image"]["mediaType"] != "ISO":  # read here to save root-volume a session
-                    d["source"] = image_source(s, p["image"]["uuid"], d["zone"])
-            d["start"] = {"url": rows["agent"], "cmd": to_wire(cmd)}
+            _start_call(ctx, data, rows)
         except BaseException:  # the write committed: undo it here, the flow rolls back only finished steps
-            _allocate_rollback(ctx, d)
+            vm_allocate.undo(ctx.db, data)
             raise
 
 
-def _allocate_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
-    from mn.services.common import delete_tags
+def _start_call(ctx: ApiContext, data: CreateVmData, rows: vm_allocate.Rows) -> None:
+    """The start command, from the rows allocate wrote (not read back), and the image source
+    root-volume needs, read in the same session."""
+    plan = data.plan
+    sizes = dict(zip(data.data_volume_uuids, (x.size for x in plan.data_disks), strict=True))
+    planned = {u: {"path": w.path, "size": sizes.get(u, plan.root_size)} for u, w in data.places.items()}
+    vols = [Volume(**v) for v in rows.volumes]
+    devices = {"root": vols[0], "data": vols[1:], "nics": [VmNic(**n) for n in rows.nics]}
+    with ctx.db.ro() as s:
+        cmd = start_command(s, VmInstance(**rows.vm), planned, devices)
+        if plan.image.media_type != "ISO":  # read here to save root-volume a session
+            data.source = image_source(s, plan.image.uuid, data.zone)
+    assert rows.agent is not None  # started: allocate chose its host
+    data.start = StartCall(rows.agent, to_wire(cmd))
 
-    with ctx.db.tx() as s:
-        vm_uuid = d["plan"]["vm_uuid"]
-        s.execute(delete(UsedIp).where(UsedIp.vmNicUuid.in_(d["nicUuids"])))
-        s.execute(delete(VmNic).where(VmNic.uuid.in_(d["nicUuids"])))
-        s.execute(delete(Volume).where(Volume.uuid.in_([d["rootVolumeUuid"], *d["dataVolumeUuids"]])))
-        s.execute(delete(VmInstance).where(VmInstance.uuid == vm_uuid))
-        delete_tags(s, vm_uuid)
-        r = d.pop("reserved", None)
-        if r:
-            host_alloc.release(s, r["host"], r["cpu"], r["memory"])
-        pr = d.pop("psReserved", None)
-        if pr:
-            ps_alloc.release(s, pr["ps"], pr["size"], pr["ratio"])
+
+@typed
+def _allocate_rollback(ctx: ApiContext, data: CreateVmData) -> None:
+    vm_allocate.undo(ctx.db, data)
 
 
 # Built once: every creation from an image asks it.
@@ -384,65 +247,69 @@ def image_source(s: Session, image_uuid: str, zone_uuid: str) -> dict[str, Any]:
     return out
 
 
-def _root_volume(ctx: ApiContext, d: dict[str, Any]) -> None:
-    p = d["plan"]
-    vol_uuid = d["rootVolumeUuid"]
-    where = d["paths"][vol_uuid]
-    if p["image"]["mediaType"] == "ISO":
-        cmd: Any = CreateEmptyVolumeCmd(psUuid=where["ps"], volumeUuid=vol_uuid, size=p["root_size"],
-                                        hostUuid=where["host"], installPath=where["path"])
+@typed
+def _root_volume(ctx: ApiContext, data: CreateVmData) -> None:
+    plan = data.plan
+    vol_uuid = data.root_volume_uuid
+    where = data.place(vol_uuid)
+    if plan.image.media_type == "ISO":
+        cmd: Any = CreateEmptyVolumeCmd(psUuid=where.ps, volumeUuid=vol_uuid, size=plan.root_size,
+                                        hostUuid=where.host, installPath=where.path)
     else:
-        source = d.pop("source", None)  # read by allocate when it started the VM
+        source = data.take_source()  # read by allocate when it started the VM
         if source is None:
             with ctx.db.ro() as s:
-                source = image_source(s, p["image"]["uuid"], d["zone"])
-        cmd = CreateVolumeFromImageCmd(psUuid=where["ps"], volumeUuid=vol_uuid, imageUuid=p["image"]["uuid"],
-                                       size=p["root_size"], hostUuid=where["host"], installPath=where["path"],
+                source = image_source(s, plan.image.uuid, data.zone)
+        cmd = CreateVolumeFromImageCmd(psUuid=where.ps, volumeUuid=vol_uuid, imageUuid=plan.image.uuid,
+                                       size=plan.root_size, hostUuid=where.host, installPath=where.path,
                                        **resource_types.with_fetch_secrets(source, ctx.config.home))
-    rsp = ctx.agents.send(where["url"], cmd, VolumeRsp)
-    _installed(d, vol_uuid, p["root_size"], rsp)
+    rsp = ctx.agents.send(where.url, cmd, VolumeRsp)
+    _installed(data, vol_uuid, where, plan.root_size, rsp)
 
 
-def _installed(d: dict[str, Any], vol_uuid: str, size: int, rsp: VolumeRsp) -> None:
+def _installed(data: CreateVmData, vol_uuid: str, where: VolumePlace, size: int, rsp: VolumeRsp) -> None:
     """Record a volume the agent created; `finalize` writes it to the database (one transaction)."""
-    d["installed"] = {**d.get("installed", {}), vol_uuid: {
-        "path": rsp.installPath or d["paths"][vol_uuid]["path"], "size": max(rsp.size, size),
-        "actualSize": rsp.actualSize}}
+    data.add_installed(vol_uuid, Installed(rsp.installPath or where.path, max(rsp.size, size), rsp.actualSize))
 
 
-def _delete_installed(ctx: ApiContext, d: dict[str, Any], uuids: list[str]) -> None:
+def _delete_installed(ctx: ApiContext, data: CreateVmData, uuids: list[str]) -> None:
     """Delete the volumes at their planned paths, created or not (deleting is idempotent)."""
+    places = data.places
     for u in uuids:
-        where = d.get("paths", {}).get(u)
-        if where:
-            ctx.agents.send(where["url"], DeleteVolumeCmd(psUuid=where["ps"], installPath=where["path"],
-                                                          hostUuid=where["host"]))
-        d.get("installed", {}).pop(u, None)
+        where = places.get(u)
+        if where is not None:
+            ctx.agents.send(where.url, DeleteVolumeCmd(psUuid=where.ps, installPath=where.path, hostUuid=where.host))
+        data.drop_installed(u)
 
 
-def _root_volume_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
-    _delete_installed(ctx, d, [d["rootVolumeUuid"]])
+@typed
+def _root_volume_rollback(ctx: ApiContext, data: CreateVmData) -> None:
+    _delete_installed(ctx, data, [data.root_volume_uuid])
 
 
-def _data_volumes(ctx: ApiContext, d: dict[str, Any]) -> None:
-    for vol_uuid, disk in zip(d["dataVolumeUuids"], d["plan"]["data_disks"], strict=True):
-        where = d["paths"][vol_uuid]
-        rsp = ctx.agents.send(where["url"], CreateEmptyVolumeCmd(
-            psUuid=where["ps"], volumeUuid=vol_uuid, size=disk["size"], hostUuid=where["host"],
-            installPath=where["path"]), VolumeRsp)
-        _installed(d, vol_uuid, disk["size"], rsp)
+@typed
+def _data_volumes(ctx: ApiContext, data: CreateVmData) -> None:
+    for vol_uuid, disk in zip(data.data_volume_uuids, data.plan.data_disks, strict=True):
+        where = data.place(vol_uuid)
+        rsp = ctx.agents.send(where.url, CreateEmptyVolumeCmd(
+            psUuid=where.ps, volumeUuid=vol_uuid, size=disk.size, hostUuid=where.host,
+            installPath=where.path), VolumeRsp)
+        _installed(data, vol_uuid, where, disk.size, rsp)
 
 
-def _data_volumes_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
-    _delete_installed(ctx, d, list(d["dataVolumeUuids"]))
+@typed
+def _data_volumes_rollback(ctx: ApiContext, data: CreateVmData) -> None:
+    _delete_installed(ctx, data, list(data.data_volume_uuids))
 
 
-def _prepare_net(ctx: ApiContext, d: dict[str, Any]) -> None:
-    extensions.VM_BEFORE_START.run(ctx, d["plan"]["vm_uuid"], d["reserved"]["host"])
+@typed
+def _prepare_net(ctx: ApiContext, data: CreateVmData) -> None:
+    extensions.VM_BEFORE_START.run(ctx, data.vm_uuid, data.host_uuid)
 
 
-def _prepare_net_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
-    extensions.VM_RELEASE_NETWORK.run(ctx, d["plan"]["vm_uuid"], d["reserved"]["host"])
+@typed
+def _prepare_net_rollback(ctx: ApiContext, data: CreateVmData) -> None:
+    extensions.VM_RELEASE_NETWORK.run(ctx, data.vm_uuid, data.host_uuid)
 
 
 def start_command(s: Session, vm: VmInstance, installed: dict[str, dict] | None = None,
@@ -466,20 +333,22 @@ def start_command(s: Session, vm: VmInstance, installed: dict[str, dict] | None 
                       bootDev="hd")
 
 
-def _start(ctx: ApiContext, d: dict[str, Any]) -> None:
-    cmd = d["start"]["cmd"]
-    installed = d.get("installed", {})
-    for vol in [cmd["rootVolume"], *cmd["dataVolumes"]]:  # as the agents created them
-        if vol["volumeUuid"] in installed:
-            vol["installPath"] = installed[vol["volumeUuid"]]["path"]
-            vol["size"] = installed[vol["volumeUuid"]]["size"]
-    ctx.agents.call(d["start"]["url"], StartVmCmd.PATH, cmd)
+@typed
+def _start(ctx: ApiContext, data: CreateVmData) -> None:
+    call = data.start
+    installed = data.installed
+    for vol in [call.cmd["rootVolume"], *call.cmd["dataVolumes"]]:  # as the agents created them
+        i = installed.get(vol["volumeUuid"])
+        if i is not None:
+            vol["installPath"], vol["size"] = i.path, i.size
+    ctx.agents.call(call.url, StartVmCmd.PATH, call.cmd)
 
 
-def _start_rollback(ctx: ApiContext, d: dict[str, Any]) -> None:
+@typed
+def _start_rollback(ctx: ApiContext, data: CreateVmData) -> None:
     with ctx.db.ro() as s:
-        url = host_url(s, d["reserved"]["host"])
-    ctx.agents.send(url, DestroyVmCmd(uuid=d["plan"]["vm_uuid"], hostUuid=d["reserved"]["host"]))
+        url = host_url(s, data.host_uuid)
+    ctx.agents.send(url, DestroyVmCmd(uuid=data.vm_uuid, hostUuid=data.host_uuid))
 
 
 # Built once: every creation ends with these.
@@ -491,14 +360,14 @@ _FINAL_VOLUME = (update(Volume).where(Volume.uuid == bindparam("vol"))
                          status="Ready"))
 
 
-def _finalize(ctx: ApiContext, d: dict[str, Any]) -> None:
-    p = d["plan"]
-    final = {"InstantStart": RUNNING, "CreateStopped": STOPPED, "JustCreate": CREATED}[p["strategy"]]
-    vols = [{"vol": u, "path": i["path"], "sz": i["size"], "actual": i["actualSize"]}
-            for u, i in d.get("installed", {}).items()]
+@typed
+def _finalize(ctx: ApiContext, data: CreateVmData) -> None:
+    final = {INSTANT_START: RUNNING, CREATE_STOPPED: STOPPED, JUST_CREATE: CREATED}[data.plan.strategy]
+    vm_uuid = data.vm_uuid
+    vols = [{"vol": u, "path": i.path, "sz": i.size, "actual": i.actual_size} for u, i in data.installed.items()]
 
     def run(conn: Connection) -> None:
-        conn.execute(_FINAL_VM_OFF_HOST if final == STOPPED else _FINAL_VM, {"vm": p["vm_uuid"], "st": final})
+        conn.execute(_FINAL_VM_OFF_HOST if final == STOPPED else _FINAL_VM, {"vm": vm_uuid, "st": final})
         if vols:
             conn.execute(_FINAL_VOLUME, vols)
 
@@ -537,15 +406,10 @@ def create_vm(ctx: ApiContext, msg: dict[str, Any]) -> str:
     if plan is None:
         with ctx.db.read() as conn:
             plan = resolve(ctx, msg, conn)
-    data: dict[str, Any] = {
-        "plan": plan.__dict__,
-        "rootVolumeUuid": new_uuid(),
-        "dataVolumeUuids": [new_uuid() for _ in plan.data_disks],
-        "nicUuids": [new_uuid() for _ in plan.l3s],
-    }
-    flow = {"InstantStart": create_flow, "CreateStopped": create_stopped_flow,
-            "JustCreate": create_record_flow}[plan.strategy]()
+    data = CreateVmData.new(plan)
+    flow = {INSTANT_START: create_flow, CREATE_STOPPED: create_stopped_flow,
+            JUST_CREATE: create_record_flow}[plan.strategy]()
     if not plan.data_disks:  # recovery rebuilds the full flow by name and undoes only steps it ran
         flow = Flow(flow.name, [st for st in flow.steps if st is not DATA_VOLUMES])
-    ctx.run_flow(flow, data)
+    ctx.run_flow(flow, data.raw)  # the dict is what the flow engine journals
     return plan.vm_uuid
