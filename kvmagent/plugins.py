@@ -37,4 +37,5 @@ def load(refs: str = "") -> list[Plugin]:
     for plugin in plugins:
         for module in plugin.modules("kvmagent"):
             importlib.import_module(module)
+    log.info("agent plugins: %s", ", ".join(p.name for p in plugins) or "none")
     return plugins

@@ -105,6 +105,14 @@ class AgentProcess(NamedTuple):
     log: Path
 
 
+def agent_plugins() -> str:
+    """The plugins an agent from this checkout loads, as a deploy names them (Debian's Python, which
+    runs it, sees no entry points)."""
+    from mn.deploy import agent_plugins as plugins
+
+    return ",".join(ref for ref, _ in plugins())
+
+
 @contextlib.contextmanager
 def agent_process(workdir: Path, acceleration: str = "tcg") -> Iterator[AgentProcess]:
     """A `zstack-kvmagent` from this checkout on a free loopback port, stopped on exit. State,
@@ -113,7 +121,7 @@ def agent_process(workdir: Path, acceleration: str = "tcg") -> Iterator[AgentPro
     state, console, log_file = workdir / "state", workdir / "console", workdir / "agent.log"
     state.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO), "ZSTACK_AGENT_CONFIG": str(workdir / "none.properties"),
-           "ZSTACK_AGENT_CONSOLE_LOG_DIR": str(console)}
+           "ZSTACK_AGENT_CONSOLE_LOG_DIR": str(console), "ZSTACK_AGENT_PLUGINS": agent_plugins()}
     with open(log_file, "ab") as out:
         proc = subprocess.Popen([AGENT_PYTHON, "-m", "kvmagent.server", "--host", "127.0.0.1", "--port", str(port),
                                  "--acceleration", acceleration, "--state-dir", str(state)],
@@ -190,6 +198,7 @@ mount --bind {root}/qemu.conf /etc/libvirt/qemu.conf
 virtlogd -d
 libvirtd -d --listen -f {root}/libvirtd.conf
 export PYTHONPATH={REPO} ZSTACK_AGENT_CONFIG={root}/none.properties ZSTACK_AGENT_CONSOLE_LOG_DIR={root}/console
+export ZSTACK_AGENT_PLUGINS={agent_plugins()}
 exec {AGENT_PYTHON} -m kvmagent.server --host {ip_there} --port 7070 --acceleration {acceleration} \\
     --state-dir {root}/state >>{root}/agent.log 2>&1
 """)

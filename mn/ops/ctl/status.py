@@ -43,6 +43,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if health:
         rows.append(("version", get_version(url) or str(health.get("version"))))
         rows.append(("mn uuid", str(health.get("managementNodeUuid"))))
+        if health.get("plugins") is not None:
+            rows.append(("plugins", ", ".join(health["plugins"]) or "none"))
         if health.get("processes", 1) > 1:
             rows.append(("processes", f"{health['processes']} sharing the port (this answer: process "
                                       f"{health.get('process')})"))
@@ -57,7 +59,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"zstack-ctl {__version__}")
     paths = paths_of(args)
-    print(f"database: {_db_revision(load_config(paths).db_url)}")
+    url = load_config(paths).db_url
+    print(f"database: {_db_revision(url)}")
+    chains = _plugin_revisions(url)
+    if chains:
+        print(f"plugin migrations: {chains}")
     if running_pid(paths) is not None:
         url = client_url(load_config(paths))
         try:
@@ -80,6 +86,21 @@ def _db_revision(url: str) -> str:
         return f"{mask_url(url)}: not readable ({type(exc).__name__}: {str(exc).splitlines()[0]})"
     note = "up to date" if revision == head else "run 'zstack-ctl upgrade_db'" if revision else "no schema"
     return f"{mask_url(url)} at revision {revision or 'none'} (this code's head: {head}; {note})"
+
+
+def _plugin_revisions(url: str) -> str:
+    """'eip eip_0001, kvm kvm_0001 (up to date)' for the plugins' migration chains ('' if unreadable)."""
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return ""
+    try:
+        from mn.db.migrate import CORE, revisions
+
+        chains = {name: rev for name, rev in revisions(url).items() if name != CORE}
+    except Exception:  # noqa: BLE001 (version reports, never fails)
+        return ""
+    behind = [name for name, (current, head) in chains.items() if current != head]
+    listed = ", ".join(f"{name} {current or 'none'}" for name, (current, _) in chains.items())
+    return f"{listed} ({'up to date' if not behind else 'behind: ' + ', '.join(behind) + ', run zstack-ctl upgrade_db'})"
 
 
 def register(commands: Commands) -> None:
