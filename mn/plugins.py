@@ -31,6 +31,7 @@ class _State:
     disabled: frozenset[str] | None = None
     plugins: list[Plugin] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)
+    references: dict[str, str] = field(default_factory=dict)  # name -> entry point `module:attribute`
     imported: set[str] = field(default_factory=set)  # parts imported: "models", "mn"
 
 
@@ -45,6 +46,7 @@ def enabled(disabled: frozenset[str] | None = None) -> list[Plugin]:
         if _state.disabled is None:
             _state.disabled = disabled or frozenset()
             _state.plugins, _state.left_out = ordered(discover(), _state.disabled)
+            _state.references = _references()
             for name, why in sorted(_state.left_out.items()):
                 log.warning("plugin %s is not loaded: %s", name, why)
         elif disabled is not None and disabled != _state.disabled:
@@ -86,9 +88,10 @@ def _import(plugin: Plugin, module: str) -> None:
 
 
 def references() -> dict[str, str]:
-    """Enabled plugin name -> `module:attribute` of its Plugin (entry point)."""
-    refs = _references()
-    return {p.name: refs[p.name] for p in enabled()}
+    """Enabled plugin name -> `module:attribute` of its Plugin (entry point), as found at discovery."""
+    plugins = enabled()
+    with _lock:
+        return {p.name: _state.references[p.name] for p in plugins}
 
 
 def names() -> list[str]:

@@ -61,7 +61,7 @@ class TypeRegistry(Generic[T]):
         if old is None:
             self._types[t.name] = t
             self.version += 1
-        return t
+        return self._types[t.name]
 
     def get(self, name: str | None) -> T | None:
         return self._types.get(name) if name is not None else None
