@@ -262,18 +262,28 @@ def extras_in_use(requires: tuple[str, ...], installed: frozenset[str]) -> tuple
     return tuple(sorted(e for e, names in needs.items() if names <= installed))
 
 
+def release_constraints(wheel: Path) -> Path | None:
+    """The constraints.txt of the release `wheel` is part of (<release>/wheels/<wheel>), if any."""
+    if wheel.parent.name != "wheels":
+        return None
+    path = wheel.parent.parent / "constraints.txt"
+    return path if path.is_file() else None
+
+
 def pip_install(venv: Path, wheel: Path, *, with_deps: bool = False, cwd: Path | None = None) -> None:
     """Install `wheel` into the venv, replacing the installed zstack (same version included).
 
     Without deps it is offline (--no-index --no-deps); with deps pip may use the configured index
     and the wheel's directory (--find-links) for the new requirements, of the wheel and of the
-    extras the venv has installed (extras_in_use).
+    extras the venv has installed (extras_in_use), pinned by its release's constraints.txt.
     """
     pip = [str(venv_python(venv)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     commands = [[*pip, "--force-reinstall", "--no-deps", "--no-index", str(wheel)]]
     if with_deps:  # zstack itself is now satisfied: this adds or changes only the requirements
         extras = extras_in_use(read_wheel(wheel).requires, installed_distributions(venv))
+        constraints = release_constraints(wheel)
         commands.append([*pip, "--find-links", str(wheel.parent),
+                         *(["--constraint", str(constraints)] if constraints else []),
                          f"{wheel}[{','.join(extras)}]" if extras else str(wheel)])
     for cmd in commands:
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)

@@ -1,4 +1,4 @@
-"""mn.release: the extras an upgrade keeps installing."""
+"""mn.release: the extras an upgrade keeps installing, and the constraints of a release."""
 
 from __future__ import annotations
 
@@ -33,3 +33,15 @@ def test_names_compare_as_pip_does() -> None:
 def test_the_running_venv_lists_its_distributions() -> None:
     found = release.installed_distributions(Path(sys.prefix))
     assert {"flask", "sqlalchemy", "zstack"} <= found
+
+
+def test_a_release_wheel_finds_its_constraints(tmp_path: Path) -> None:
+    wheel = tmp_path / "zstack-1.0" / "wheels" / "zstack-1.0-py3-none-any.whl"
+    wheel.parent.mkdir(parents=True)
+    wheel.touch()
+    assert release.release_constraints(wheel) is None
+    (tmp_path / "zstack-1.0" / "constraints.txt").write_text("flask==3.1.3\n")
+    assert release.release_constraints(wheel) == tmp_path / "zstack-1.0" / "constraints.txt"
+    loose = tmp_path / "zstack-1.0-py3-none-any.whl"
+    loose.touch()
+    assert release.release_constraints(loose) is None
