@@ -7,6 +7,7 @@ half-done (before any request is accepted), and mounts both transports.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def create_app(config: MNConfig | None = None, worker: Worker = Worker()) -> Fla
             s.execute(select(1))
         bg = app.extensions.get("zstack.background")  # set by mn.server once its tasks run
         return jsonify({"status": "ok", "version": __version__, "managementNodeUuid": svc.mn_uuid,
-                        "process": worker.index, "processes": worker.count,
+                        "process": worker.index, "processes": worker.count, "pid": os.getpid(),
                         "backgroundRounds": dict(bg.rounds) if bg is not None else {}})
 
     return app

@@ -20,6 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -113,15 +114,18 @@ def _env(config: MNConfig) -> dict[str, str]:
 
 
 def _healthy(url: str, proc: subprocess.Popen, timeout: float) -> bool:
+    """Whether `proc` answers /health on the shared port within `timeout` seconds. Its own answer
+    counts, not one from another process on the port (SO_REUSEPORT: say a worker of a killed
+    supervisor, still stopping, while a new MN starts)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
         try:
             with urlopen(url + "/health", timeout=5) as r:  # noqa: S310 - our own loopback URL
-                if r.status == 200:
+                if r.status == 200 and json.loads(r.read()).get("pid") == proc.pid:
                     return True
-        except OSError:
+        except (OSError, ValueError):
             pass
         time.sleep(0.2)
     return False

@@ -1,12 +1,16 @@
-"""mn/workers.py: worker identities and sockets, and the SQLite writer lock shared by processes."""
+"""mn/workers.py: worker identities and sockets, worker 0's readiness check, and the SQLite writer
+lock shared by processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ from mn.db.engine import WriterLock
 from mn.workers import (
     AUTO_PROCESSES,
     MAX_PROCESSES,
+    _healthy,
     all_worker_uuids,
     listen_sockets,
     process_count,
@@ -106,3 +111,33 @@ def test_the_lock_file_lies_beside_the_database_file() -> None:
     assert _sqlite_file("sqlite:////var/lib/zstack/zstack.db") == "/var/lib/zstack/zstack.db"
     assert _sqlite_file("sqlite:///rel.db") == "rel.db"
     assert _sqlite_file("sqlite://") is None and _sqlite_file("sqlite:///:memory:") is None
+
+
+def test_a_worker_is_healthy_on_its_own_answer_not_another_process_on_the_port() -> None:
+    """SO_REUSEPORT: a worker of a killed MN, still stopping, may answer /health on the port."""
+    answering = {"pid": -1}
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = json.dumps({"status": "ok", "pid": answering["pid"]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert not _healthy(url, proc, timeout=0.5)  # another process answered
+        answering["pid"] = proc.pid
+        assert _healthy(url, proc, timeout=5)
+    finally:
+        proc.kill()
+        proc.wait()
+        server.shutdown()
+        server.server_close()
