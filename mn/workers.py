@@ -3,8 +3,8 @@ more than one core (the GIL), so the MN runs as a supervisor and N worker proces
 
 Invariants:
 - Every worker listens on the same API port with SO_REUSEPORT (the kernel spreads connections
-  over them) and on a port of its own, given to agents as its async-reply (callback) address, so
-  a reply reaches the process whose call waits for it.
+  over them; mn/server.py asks cheroot for it) and on a port of its own, given to agents as its
+  async-reply (callback) address, so a reply reaches the process whose call waits for it.
 - Each worker is a management node of its own (a ManagementNode row, its own job runner and
   jobs); its uuid is derived from the home's uuid and its index, so a restarted worker recovers
   its own jobs. Worker 0 keeps the home's uuid.
@@ -84,23 +84,6 @@ def worker_uuid(base: str, index: int) -> str:
 def all_worker_uuids(base: str) -> list[str]:
     """Every uuid a worker of this home can have had, whatever the process count was."""
     return [worker_uuid(base, i) for i in range(MAX_PROCESSES)]
-
-
-def listen_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:
-    """(the shared API socket on `port`, with SO_REUSEPORT; this process's own socket on an
-    ephemeral port), both bound and listening."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    shared = socket.socket(family, socket.SOCK_STREAM)
-    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    shared.bind((host, port))
-    own = socket.socket(family, socket.SOCK_STREAM)
-    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    own.bind((host, 0))
-    for s in (shared, own):
-        s.listen(1024)
-        s.setblocking(False)
-    return shared, own
 
 
 def _env(config: MNConfig) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The simulator's HTTP server: a plain WSGI app on kvmagent.wsgi_server (the stdlib).
+"""The simulator's HTTP server: a plain WSGI app, served by simulator.http_server (cheroot).
 
 Agent protocol: POST /hosts/{uuid}<path>, /primary-storage/{uuid}<path>,
 /backup-storage/{uuid}<path> (see kvmagent/protocol.py and simulator.dispatch); admin API under
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from kvmagent.protocol import reply_within
-from kvmagent.wsgi_server import WSGIServer
 from simulator.admin import handle_admin
 from simulator.dispatch import BACKUP, HOSTS, JSON_TYPE, NOT_FOUND, PRIMARY, serve_command
+from simulator.http_server import WSGIApp, WSGIServer
 from simulator.state import SimState
 from simulator.tasks import ACCEPTED, AsyncTasks
 
@@ -30,8 +30,6 @@ METHOD_NOT_ALLOWED = "405 Method Not Allowed"
 _NOT_FOUND_BODY = b'{"success": false, "error": "no such simulator route"}'
 _POST_ONLY_BODY = b'{"success": false, "error": "agent commands are POST only"}'
 _TARGET_KINDS = frozenset((HOSTS, PRIMARY, BACKUP))
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
@@ -76,11 +74,6 @@ def make_app(state: SimState, tasks: AsyncTasks | None = None) -> WSGIApp:
     return app
 
 
-def _create(state: SimState, tasks: AsyncTasks, host: str, port: int, threads: int) -> WSGIServer:
-    return WSGIServer(make_app(state, tasks), host, port, threads=threads, connection_limit=2000,
-                      idle_timeout=300, ident="zstack-simulator")
-
-
 class SimulatorServer:
     """A simulator serving in a daemon thread. `url` is its base URL; `state` its world."""
 
@@ -89,9 +82,10 @@ class SimulatorServer:
         self.tasks = AsyncTasks()
         """The async-form commands' runner (its counters: inline, delivered, lost)."""
         self._saver = saver
-        self._server = _create(state, self.tasks, host, port, threads)
+        self._server = WSGIServer(host, port, threads=threads, connection_limit=2000, idle_timeout=300,
+                                  ident="zstack-simulator")
         self.url = f"http://{host}:{self._server.port}"
-        self._server.start("simulator-http")
+        self._server.start(make_app(state, self.tasks), "simulator-http")
 
     def host_url(self, uuid: str) -> str:
         """The agent base URL of simulated host `uuid`."""

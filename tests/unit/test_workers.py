@@ -1,11 +1,10 @@
-"""mn/workers.py: worker identities and sockets, worker 0's readiness check, and the SQLite writer
-lock shared by processes."""
+"""mn/workers.py: worker identities and thread counts, worker 0's readiness check, and the SQLite
+writer lock shared by processes."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,6 @@ from mn.workers import (
     MAX_PROCESSES,
     _healthy,
     all_worker_uuids,
-    listen_sockets,
     process_count,
     worker_uuid,
 )
@@ -59,20 +57,6 @@ def test_threads_per_process_and_bad_counts(tmp_path: Path) -> None:
             MNConfig(home=tmp_path, **{name: -1})
     with pytest.raises(ValueError, match="processes"):
         MNConfig.load(None, home=tmp_path, processes="-2")
-
-
-def test_processes_listen_on_one_port_and_each_on_its_own() -> None:
-    a_shared, a_own = listen_sockets("127.0.0.1", 0)
-    port = a_shared.getsockname()[1]
-    b_shared, b_own = listen_sockets("127.0.0.1", port)  # SO_REUSEPORT: a second listener
-    try:
-        assert b_shared.getsockname()[1] == port
-        assert len({port, a_own.getsockname()[1], b_own.getsockname()[1]}) == 3
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
-            pass  # accepted by one of the two
-    finally:
-        for s in (a_shared, a_own, b_shared, b_own):
-            s.close()
 
 
 _HOLDER = """
