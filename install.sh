@@ -8,8 +8,11 @@
 #
 # Steps: check the system (nothing is changed before every check passed), Debian packages,
 # a virtualenv with ansible-core, the release under R/releases/<version>, then the Ansible
-# playbook installer/site.yml run locally (roles db and mn). Every step is idempotent: a second
-# run changes nothing, and a failed step is fixed by rerunning the same command.
+# playbook installer/site.yml run locally (roles db and mn), which installs the wheel with its
+# extras `installer` (ansible-core, for AddKVMHost) and the database's driver. pip installs are
+# pinned by the release's constraints.txt (the versions the release was tested with). Every step
+# is idempotent: a second run changes nothing, and a failed step is fixed by rerunning the same
+# command.
 # Layout and flags: docs/install.md.
 set -euo pipefail
 
@@ -17,6 +20,10 @@ set -euo pipefail
 RELEASE_VERSION=""
 RELEASE_SHA256=""
 RELEASE_BASE_URL=""
+
+# Installed before the wheel, to run the playbook: the range of the `installer` extra in
+# pyproject.toml (tests/unit/test_pins.py checks that they agree).
+ANSIBLE_CORE="ansible-core>=2.15,<2.20"
 
 usage() {
     cat <<'EOF'
@@ -351,8 +358,9 @@ make_venv() {
         run "$py" -m venv "$ROOT/venv"
     fi
     if [[ ! -x $ROOT/venv/bin/ansible-playbook ]]; then
-        say "    pip install ansible-core"
-        run "$ROOT/venv/bin/python" -m pip install -q --disable-pip-version-check "ansible-core>=2.15,<2.20"
+        say "    pip install $ANSIBLE_CORE${CONSTRAINTS:+ (pinned by $CONSTRAINTS)}"
+        run "$ROOT/venv/bin/python" -m pip install -q --disable-pip-version-check \
+            ${CONSTRAINTS:+--constraint "$CONSTRAINTS"} "$ANSIBLE_CORE"
     else
         say "    present: $("$ROOT/venv/bin/ansible-playbook" --version 2>/dev/null | head -n 1)"
     fi
@@ -372,6 +380,7 @@ stage_release() {  # REL: this release under ROOT/releases/VERSION (an unpacked 
     else
         run mkdir -p "$tmp"
         run cp -a "$SRC/install.sh" "$SRC/installer" "$SRC/wheels" "$SRC/VERSION" "$tmp/"
+        [[ ! -f $SRC/constraints.txt ]] || run cp -a "$SRC/constraints.txt" "$tmp/"
     fi
     if [[ -d $REL ]] && diff -rq "$tmp" "$REL" >>"$LOG_FILE" 2>&1; then
         run rm -rf "$tmp"
@@ -389,7 +398,9 @@ write_vars() {  # the playbook's variables, as JSON (passwords inside: mode 0600
     local wheel
     wheel=$(ls "$REL"/wheels/zstack-*.whl 2>/dev/null | head -n 1)
     [[ -n $wheel ]] || fail 1 "no wheel in $REL/wheels"
-    ZI_ROOT=$ROOT ZI_WHEEL=$wheel ZI_BIN=$BIN_DIR ZI_LOG=$LOG_DIR ZI_IP=$MGMT_IP \
+    local constraints=""
+    [[ ! -f $REL/constraints.txt ]] || constraints=$REL/constraints.txt
+    ZI_ROOT=$ROOT ZI_WHEEL=$wheel ZI_CONSTRAINTS=$constraints ZI_BIN=$BIN_DIR ZI_LOG=$LOG_DIR ZI_IP=$MGMT_IP \
     ZI_PORT=$API_PORT ZI_SIMPORT=$SIM_PORT ZI_MODE=$MODE ZI_START=$((1 - NO_START)) ZI_DB=$DB_TYPE \
     ZI_DBURL=$DB_URL ZI_DBNAME=$DB_NAME ZI_DBPW=$DB_PASSWORD ZI_DBROOTPW=$DB_ROOT_PASSWORD ZI_DROP=$DROP_DB \
     "$ROOT/venv/bin/python" -I - "$VARS_FILE" <<'EOF'
@@ -398,7 +409,8 @@ e = os.environ
 root = e["ZI_ROOT"]
 out = {
     "ansible_python_interpreter": f"{root}/venv/bin/python",
-    "mn_root": root, "mn_wheel": e["ZI_WHEEL"], "mn_bin_dir": e["ZI_BIN"], "mn_log_dir": e["ZI_LOG"],
+    "mn_root": root, "mn_wheel": e["ZI_WHEEL"], "mn_constraints": e["ZI_CONSTRAINTS"],
+    "mn_bin_dir": e["ZI_BIN"], "mn_log_dir": e["ZI_LOG"],
     "mn_management_ip": e["ZI_IP"], "mn_api_port": int(e["ZI_PORT"]),
     "mn_simulator_port": int(e["ZI_SIMPORT"]), "mn_simulator": e["ZI_MODE"] == "simulator",
     "mn_start": e["ZI_START"] == "1", "mn_db_type": e["ZI_DB"], "mn_db_drop": e["ZI_DROP"] == "1",
@@ -596,6 +608,8 @@ main() {
         fetch_release  # does not return: runs the fetched release's install.sh
     fi
     [[ -n $VERSION ]] || fail 1 "cannot tell the version of $SRC"
+    CONSTRAINTS=""
+    [[ ! -f $SRC/constraints.txt ]] || CONSTRAINTS=$SRC/constraints.txt
     CHANGED=0
     open_log
     say "ZStack $VERSION installer: install root $ROOT, log $LOG_FILE"

@@ -4,13 +4,17 @@
 # no tests, exit code 5, fails too).
 #   ./run-tests.sh                       everything
 #   ZSTACK_TEST_DBS="sqlite" ./run-tests.sh   integration on SQLite only (default: sqlite postgresql mariadb)
-#   PYTHON=/path/to/python ./run-tests.sh     another interpreter (default: .venv/bin/python)
+#   PYTHON=/path/to/python ./run-tests.sh     another interpreter's environment, used as it is
+# Without PYTHON it first runs tools/setup-dev.sh: the Debian packages the tiers need and .venv
+# (pip install -c constraints.txt -e ".[test,lint]"), only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PYTHON=${PYTHON:-.venv/bin/python}
-if [[ ! -x $PYTHON ]]; then
-    echo "run-tests.sh: $PYTHON not found: create the venv first (.ci/run does it)" >&2
+if [[ -z ${PYTHON:-} ]]; then
+    tools/setup-dev.sh
+    PYTHON=.venv/bin/python
+elif [[ ! -x $PYTHON ]]; then
+    echo "run-tests.sh: PYTHON=$PYTHON is not an executable" >&2
     exit 2
 fi
 BIN=$(dirname "$PYTHON")

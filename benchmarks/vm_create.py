@@ -40,15 +40,18 @@ def _port() -> int:
 
 
 def _wait(url: str, proc: subprocess.Popen, path: str = "/health", timeout: float = 60) -> None:
+    """Until `proc` answers `path`; an MN's /health counts only from `proc` or its workers (not
+    from a worker of an MN killed just before, still stopping, on the same SO_REUSEPORT port)."""
     http = urllib3.PoolManager(retries=False)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args[2]} exited with {proc.returncode}")
         try:
-            if http.request("GET", url + path, timeout=1).status < 500:
+            r = http.request("GET", url + path, timeout=1)
+            if r.status < 500 and (path != "/health" or r.json().get("pid") in tree(proc.pid)):
                 return
-        except urllib3.exceptions.HTTPError:
+        except (urllib3.exceptions.HTTPError, ValueError):
             pass
         time.sleep(0.1)
     raise TimeoutError(url)

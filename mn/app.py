@@ -8,6 +8,7 @@ run left half-done (before any request is accepted), and mounts both transports.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from pathlib import Path
 
@@ -125,7 +126,8 @@ def create_app(config: MNConfig | None = None, worker: Worker = Worker()) -> Fla
             s.execute(select(1))
         bg = app.extensions.get("zstack.background")  # set by mn.server once its tasks run
         return jsonify({"status": "ok", "version": __version__, "managementNodeUuid": svc.mn_uuid,
-                        "process": worker.index, "processes": worker.count, "plugins": plugins.names(),
+                        "process": worker.index, "processes": worker.count, "pid": os.getpid(),
+                        "plugins": plugins.names(),
                         "backgroundRounds": dict(bg.rounds) if bg is not None else {}})
 
     return app

@@ -116,12 +116,15 @@ def installer_dir() -> Path:
 
 
 def ansible_playbook() -> str:
-    """ansible-playbook of this MN's virtualenv (else the one on PATH)."""
+    """ansible-playbook of this MN's virtualenv (else the one on PATH); ApiError naming the
+    `installer` extra when there is none (ansible-core is not a dependency of the MN itself)."""
     own = Path(sys.executable).parent / "ansible-playbook"
     found = str(own) if own.exists() else shutil.which("ansible-playbook")
     if not found:
-        raise ApiError(OPERATION_ERROR, "ansible-playbook is not installed in the management node's "
-                                        "virtualenv (pip install ansible-core)")
+        raise ApiError(OPERATION_ERROR, f"ansible-playbook is not installed in the management node's "
+                                        f"virtualenv ({Path(sys.executable).parent.parent}): deploying an "
+                                        f"agent needs Ansible, in the zstack[installer] extra: pip install "
+                                        f"'zstack[installer]' into it (install.sh installs it)")
     return found
 
 

@@ -1,4 +1,4 @@
-"""Run one management node: the WSGI app on waitress plus background tasks.
+"""Run one management node: the WSGI app on simulator.http_server (cheroot) plus background tasks.
 
 start() is used by zstack-ctl (foreground daemon) and by tests (in a thread, on port 0). The app
 and its libraries are imported when a process serves, not before: the supervisor of several MN
@@ -14,23 +14,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mn.config import MNConfig
-from mn.workers import Supervisor, Worker, listen_sockets, process_count, stop_with_supervisor
+from mn.workers import Supervisor, Worker, process_count, stop_with_supervisor
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from mn.background import Background
+    from simulator.http_server import WSGIServer
 
 log = logging.getLogger(__name__)
+
+CALLBACK_THREADS = 16
+"""Threads of a worker process's own (async-reply) port: a reply is recorded and its waiter woken."""
 
 
 @dataclass
 class RunningMN:
     app: Flask
     url: str
-    server: object
+    servers: tuple[WSGIServer, ...]  # the API port's, then (several processes) this process's own
     background: Background
-    thread: threading.Thread | None = None
     simulator: object | None = None
 
     @property
@@ -41,12 +44,12 @@ class RunningMN:
         """Stop: let running jobs finish for up to `drain` seconds while the API server still
         takes agents' async replies, then fail what still waits for one (recovery at the next
         start rolls those flows back), and shut down."""
+        from simulator.http_server import stop_all
+
         self.background.stop()
         svc = self.services
         svc.job_runner().wait_idle(timeout=drain)
-        self.server.close()  # type: ignore[attr-defined]
-        if self.thread is not None:
-            self.thread.join(timeout=10)
+        stop_all(self.servers, timeout=10)
         svc.agents.abort_waiting("the management node is stopping")
         svc.job_runner().shutdown()
         svc.db.dispose()
@@ -54,13 +57,12 @@ class RunningMN:
             self.simulator.stop()  # type: ignore[attr-defined]
 
 
-def start(config: MNConfig, in_thread: bool = True, worker: Worker = Worker()) -> RunningMN:
-    """Start an MN (or one worker process of one, see mn/workers.py); with
-    config.embedded_simulator, a simulator is started in-process first (by worker 0)."""
-    from waitress.server import create_server
-
+def start(config: MNConfig, worker: Worker = Worker()) -> RunningMN:
+    """Start an MN serving in a daemon thread (or one worker process of one, see mn/workers.py);
+    with config.embedded_simulator, a simulator is started in-process first (by worker 0)."""
     from mn.app import create_app
     from mn.background import Background
+    from simulator.http_server import WSGIServer
 
     simulator = None
     if config.embedded_simulator and worker.index == 0:
@@ -73,26 +75,29 @@ def start(config: MNConfig, in_thread: bool = True, worker: Worker = Worker()) -
         log.info("embedded simulator listening on %s", simulator.url)
     elif config.embedded_simulator and not config.simulator_url:
         config.simulator_url = f"http://{config.host}:{config.simulator_port}"
-    options = dict(threads=config.api_threads(worker.count), connection_limit=1000, channel_timeout=300, ident="zstack",
-                   asyncore_use_poll=True)
-    sockets = None
-    if worker.count > 1:  # the shared API port and this process's own (async replies)
-        sockets = listen_sockets(config.host, config.port)
-        config.port, config.callback_port = sockets[0].getsockname()[1], sockets[1].getsockname()[1]
-    app = create_app(config, worker)
-    if sockets is not None:
-        server = create_server(app, sockets=list(sockets), **options)
-    else:
-        server = create_server(app, host=config.host, port=config.port, **options)
-        config.port = server.effective_port  # type: ignore[attr-defined]
+    # Bound before the app is made (its MN row records the port, its recovery may give agents this
+    # process's callback URL: their requests wait in the backlog until it serves). Several processes
+    # share the API port (SO_REUSEPORT), each with a port of its own for async replies (mn/workers.py).
+    servers = [WSGIServer(config.host, config.port, threads=config.api_threads(worker.count),
+                          connection_limit=1000, idle_timeout=300, ident="zstack", reuse_port=worker.count > 1)]
+    if worker.count > 1:
+        servers.append(WSGIServer(config.host, 0, threads=CALLBACK_THREADS, connection_limit=1000,
+                                  idle_timeout=300, ident="zstack"))
+        config.callback_port = servers[1].port
+    try:
+        app = create_app(config, worker)
+    except BaseException:
+        for server in servers:
+            server.stop(timeout=0)
+        raise
+    config.port = servers[0].port
     url = f"http://{config.host}:{config.port}"
     bg = Background(app.extensions["zstack.services"], primary=worker.index == 0)
     app.extensions["zstack.background"] = bg
     bg.start()
-    running = RunningMN(app, url, server, bg, simulator=simulator)
-    if in_thread:
-        running.thread = threading.Thread(target=server.run, name="mn-http", daemon=True)
-        running.thread.start()
+    running = RunningMN(app, url, tuple(servers), bg, simulator=simulator)
+    for i, server in enumerate(servers):
+        server.start(app, "mn-http" if i == 0 else "mn-http-callback")
     log.info("management node listening on %s", url)
     return running
 
@@ -109,31 +114,13 @@ def serve_forever(config: MNConfig, worker: Worker | None = None) -> None:
                 raise RuntimeError(f"the management node's workers failed (exit code {code})")
             return
         worker = Worker()
-    running = start(config, in_thread=False, worker=worker)
+    running = start(config, worker=worker)
     stop = threading.Event()
-
-    def _close() -> None:
-        """Stop listening and drop idle keep-alive connections, or the loop serves them until they
-        time out (channel_timeout) and a SIGTERM looks like a hang."""
-        from waitress import wasyncore
-
-        running.server.close()  # type: ignore[attr-defined]
-        channels = getattr(running.server, "_map", None) or getattr(running.server, "map", None)
-        if channels is not None:
-            wasyncore.close_all(channels, ignore_all=True)
-
-    def _stop(*_: object) -> None:
-        if not stop.is_set():
-            stop.set()
-            threading.Thread(target=_close, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        running.server.run()  # type: ignore[attr-defined]
-    except OSError:
-        if not stop.is_set():
-            raise
+        while not stop.wait(1.0):
+            pass
     finally:
         running.stop()
 

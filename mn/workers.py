@@ -3,8 +3,8 @@ more than one core (the GIL), so the MN runs as a supervisor and N worker proces
 
 Invariants:
 - Every worker listens on the same API port with SO_REUSEPORT (the kernel spreads connections
-  over them) and on a port of its own, given to agents as its async-reply (callback) address, so
-  a reply reaches the process whose call waits for it.
+  over them; mn/server.py asks cheroot for it) and on a port of its own, given to agents as its
+  async-reply (callback) address, so a reply reaches the process whose call waits for it.
 - Each worker is a management node of its own (a ManagementNode row, its own job runner and
   jobs); its uuid is derived from the home's uuid and its index, so a restarted worker recovers
   its own jobs. Worker 0 keeps the home's uuid.
@@ -20,6 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -85,23 +86,6 @@ def all_worker_uuids(base: str) -> list[str]:
     return [worker_uuid(base, i) for i in range(MAX_PROCESSES)]
 
 
-def listen_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:
-    """(the shared API socket on `port`, with SO_REUSEPORT; this process's own socket on an
-    ephemeral port), both bound and listening."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    shared = socket.socket(family, socket.SOCK_STREAM)
-    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    shared.bind((host, port))
-    own = socket.socket(family, socket.SOCK_STREAM)
-    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    own.bind((host, 0))
-    for s in (shared, own):
-        s.listen(1024)
-        s.setblocking(False)
-    return shared, own
-
-
 def _env(config: MNConfig) -> dict[str, str]:
     """The config as ZSTACK_* variables, as MNConfig.load reads them (not on the command line,
     where `ps` would show a database password)."""
@@ -113,15 +97,18 @@ def _env(config: MNConfig) -> dict[str, str]:
 
 
 def _healthy(url: str, proc: subprocess.Popen, timeout: float) -> bool:
+    """Whether `proc` answers /health on the shared port within `timeout` seconds. Its own answer
+    counts, not one from another process on the port (SO_REUSEPORT: say a worker of a killed
+    supervisor, still stopping, while a new MN starts)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
         try:
             with urlopen(url + "/health", timeout=5) as r:  # noqa: S310 - our own loopback URL
-                if r.status == 200:
+                if r.status == 200 and json.loads(r.read()).get("pid") == proc.pid:
                     return True
-        except OSError:
+        except (OSError, ValueError):
             pass
         time.sleep(0.2)
     return False

@@ -1,4 +1,4 @@
-"""The simulator's HTTP server: a plain WSGI app on waitress.
+"""The simulator's HTTP server: a plain WSGI app, served by simulator.http_server (cheroot).
 
 Agent protocol: POST /hosts/{uuid}<path>, /primary-storage/{uuid}<path>,
 /backup-storage/{uuid}<path> (see kvmagent/protocol.py and simulator.dispatch); admin API under
@@ -17,13 +17,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from waitress import wasyncore
-from waitress.server import create_server
-
 from kvmagent.protocol import reply_within
 from simulator import plugins
 from simulator.admin import handle_admin
 from simulator.dispatch import BACKUP, HOSTS, JSON_TYPE, NOT_FOUND, PRIMARY, serve_command
+from simulator.http_server import WSGIApp, WSGIServer
 from simulator.state import SimState
 from simulator.tasks import ACCEPTED, AsyncTasks
 
@@ -33,8 +31,6 @@ METHOD_NOT_ALLOWED = "405 Method Not Allowed"
 _NOT_FOUND_BODY = b'{"success": false, "error": "no such simulator route"}'
 _POST_ONLY_BODY = b'{"success": false, "error": "agent commands are POST only"}'
 _TARGET_KINDS = frozenset((HOSTS, PRIMARY, BACKUP))
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
@@ -81,30 +77,18 @@ def make_app(state: SimState, tasks: AsyncTasks | None = None) -> WSGIApp:
     return app
 
 
-def _create(state: SimState, host: str, port: int, threads: int) -> Any:
-    tasks = AsyncTasks()
-    server = create_server(make_app(state, tasks), host=host, port=port, threads=threads,
-                           asyncore_use_poll=True, connection_limit=2000, channel_timeout=300,
-                           ident="zstack-simulator")
-    server.zstack_tasks = tasks
-    return server
-
-
 class SimulatorServer:
     """A simulator serving in a daemon thread. `url` is its base URL; `state` its world."""
 
-    def __init__(self, server: Any, state: SimState, host: str, saver: Any = None) -> None:
-        self._server = server
-        self._saver = saver
+    def __init__(self, state: SimState, host: str, port: int, threads: int, saver: Any = None) -> None:
         self.state = state
-        self.url = f"http://{host}:{server.effective_port}"
-        self._thread = threading.Thread(target=server.run, name="simulator-http", daemon=True)
-        self._thread.start()
-
-    @property
-    def tasks(self) -> AsyncTasks:
+        self.tasks = AsyncTasks()
         """The async-form commands' runner (its counters: inline, delivered, lost)."""
-        return self._server.zstack_tasks
+        self._saver = saver
+        self._server = WSGIServer(host, port, threads=threads, connection_limit=2000, idle_timeout=300,
+                                  ident="zstack-simulator")
+        self.url = f"http://{host}:{self._server.port}"
+        self._server.start(make_app(state, self.tasks), "simulator-http")
 
     def host_url(self, uuid: str) -> str:
         """The agent base URL of simulated host `uuid`."""
@@ -119,13 +103,8 @@ class SimulatorServer:
     def stop(self) -> None:
         """Stop serving: wake commands sleeping in a fault, stop the workers, close sockets."""
         self.state.stopping.set()
-        self._server.close()
-        self._server.task_dispatcher.shutdown(timeout=5)
-        channels = getattr(self._server, "_map", None)
-        if channels is not None:
-            wasyncore.close_all(channels, ignore_all=True)
-        self._thread.join(timeout=5)
-        self._server.zstack_tasks.close()
+        self._server.stop(timeout=5)
+        self.tasks.close()
         self.state.events.close()
         if self._saver is not None:
             self._saver.stop()
@@ -142,7 +121,7 @@ def start_in_thread(host: str = "127.0.0.1", port: int = 0, threads: int = 16,
 
         restore(state, Path(state_file))
         saver = Saver(state, Path(state_file))
-    return SimulatorServer(_create(state, host, port, threads), state, host, saver)
+    return SimulatorServer(state, host, port, threads, saver)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,32 +129,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="zstack-simulator", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8090, help="port to listen on (default 8090)")
-    parser.add_argument("--threads", type=int, default=16, help="worker threads (default 16)")
+    parser.add_argument("--threads", type=int, default=16, help="requests served at once (default 16)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     parser.add_argument("--state-file", help="restore the simulated world from this file and keep saving it")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    state = SimState()
-    saver = None
-    if args.state_file:
-        from simulator.persist import Saver, restore
-
-        restore(state, Path(args.state_file))
-        saver = Saver(state, Path(args.state_file))
-    server = _create(state, args.host, args.port, args.threads)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    log.info("zstack-simulator listening on http://%s:%s with %d threads", args.host,
-             server.effective_port, args.threads)
+    sim = start_in_thread(args.host, args.port, args.threads, args.state_file)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("zstack-simulator listening on %s with %d threads", sim.url, args.threads)
     try:
-        server.run()
+        while not stop.wait(1.0):
+            pass
     finally:
-        state.stopping.set()
-        server.close()
-        server.task_dispatcher.shutdown(timeout=5)
-        state.events.close()
-        if saver is not None:
-            saver.stop()
+        sim.stop()
         log.info("zstack-simulator stopped")
 
 

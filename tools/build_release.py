@@ -1,7 +1,8 @@
 """Build the release artifact: `python tools/build_release.py` → dist/zstack-<version>.tar.gz.
 
 The tarball holds one directory, zstack-<version>/, with install.sh, installer/ (the Ansible
-playbooks), wheels/zstack-<version>-py3-none-any.whl and VERSION. Beside it go
+playbooks), wheels/zstack-<version>-py3-none-any.whl, constraints.txt (the versions of its
+dependencies that install.sh and zstack-ctl upgrade install) and VERSION. Beside it go
 zstack-<version>.tar.gz.sha256 and the install.sh to publish: the same script with the version,
 the tarball's sha256 and (with --base-url) the URL it is served from baked in, so that
 `curl -fsSL <base-url>/install.sh | bash -s -- ...` fetches and checks the tarball by itself.
@@ -68,11 +69,13 @@ def build_wheel(out: Path, root: Path = ROOT) -> Path:
 
 
 def stage(dest: Path, root: Path = ROOT) -> Path:
-    """Write the unpacked release layout (install.sh, installer/, wheels/, VERSION) into `dest`."""
+    """Write the unpacked release layout (install.sh, installer/, wheels/, constraints.txt, VERSION)
+    into `dest`."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     shutil.copy2(root / "install.sh", dest / "install.sh")
+    shutil.copy2(root / "constraints.txt", dest / "constraints.txt")
     shutil.copytree(root / "installer", dest / "installer", ignore=IGNORE)
     build_wheel(dest / "wheels", root)
     (dest / "VERSION").write_text(version(root) + "\n")

@@ -232,16 +232,59 @@ def repack_installed(venv: Path, dest_dir: Path) -> Path:
     return out
 
 
+_REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_REQUIREMENT_EXTRA = re.compile(r"""\bextra\s*==\s*["']([^"']+)["']""")
+
+
+def normal_name(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503: case and -_. runs do not count)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_distributions(venv: Path) -> frozenset[str]:
+    """The normalized names of the distributions the venv's Python sees (its .pth paths included)."""
+    code = "import importlib.metadata as m\nfor d in m.distributions(): print(d.metadata['Name'] or '')"
+    proc = subprocess.run([str(venv_python(venv)), "-I", "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ReleaseError(f"cannot list the distributions of {venv}: {(proc.stderr or proc.stdout).strip()[-500:]}")
+    return frozenset(normal_name(n) for n in proc.stdout.split() if n)
+
+
+def extras_in_use(requires: tuple[str, ...], installed: frozenset[str]) -> tuple[str, ...]:
+    """The extras of a wheel (its Requires-Dist `requires`) whose every requirement is among the
+    `installed` distributions, sorted. Installing the wheel with them keeps what the venv had (the
+    `installer` extra's Ansible, a database driver) and applies the new wheel's ranges to it."""
+    needs: dict[str, set[str]] = {}
+    for req in requires:
+        extra, name = _REQUIREMENT_EXTRA.search(req), _REQUIREMENT_NAME.match(req)
+        if extra and name:
+            needs.setdefault(extra.group(1), set()).add(normal_name(name.group(1)))
+    return tuple(sorted(e for e, names in needs.items() if names <= installed))
+
+
+def release_constraints(wheel: Path) -> Path | None:
+    """The constraints.txt of the release `wheel` is part of (<release>/wheels/<wheel>), if any."""
+    if wheel.parent.name != "wheels":
+        return None
+    path = wheel.parent.parent / "constraints.txt"
+    return path if path.is_file() else None
+
+
 def pip_install(venv: Path, wheel: Path, *, with_deps: bool = False, cwd: Path | None = None) -> None:
     """Install `wheel` into the venv, replacing the installed zstack (same version included).
 
     Without deps it is offline (--no-index --no-deps); with deps pip may use the configured index
-    and the wheel's directory (--find-links) for the new requirements.
+    and the wheel's directory (--find-links) for the new requirements, of the wheel and of the
+    extras the venv has installed (extras_in_use), pinned by its release's constraints.txt.
     """
     pip = [str(venv_python(venv)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     commands = [[*pip, "--force-reinstall", "--no-deps", "--no-index", str(wheel)]]
     if with_deps:  # zstack itself is now satisfied: this adds or changes only the requirements
-        commands.append([*pip, "--find-links", str(wheel.parent), str(wheel)])
+        extras = extras_in_use(read_wheel(wheel).requires, installed_distributions(venv))
+        constraints = release_constraints(wheel)
+        commands.append([*pip, "--find-links", str(wheel.parent),
+                         *(["--constraint", str(constraints)] if constraints else []),
+                         f"{wheel}[{','.join(extras)}]" if extras else str(wheel)])
     for cmd in commands:
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
         if proc.returncode != 0:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
+
+import pytest
 
 from mn.deploy import (
     INSTALL_DIR,
@@ -25,6 +29,7 @@ from mn.deploy import (
     parse_failure,
     write_archive,
 )
+from mn.errors import ApiError
 from mn.ssh import SshTarget, mn_key_pair
 
 
@@ -164,3 +169,12 @@ def test_the_playbook_passes_ansible_syntax_check(tmp_path):
                        env=ansible_env(tmp_path / "home", installer, tmp_path), stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().startswith("playbook:")
+
+
+def test_without_ansible_the_error_names_the_installer_extra(tmp_path, monkeypatch):
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ApiError) as err:
+        ansible_playbook()
+    assert "pip install 'zstack[installer]'" in err.value.details and str(tmp_path / "venv") in err.value.details

@@ -1,12 +1,15 @@
-"""mn/workers.py: worker identities and sockets, and the SQLite writer lock shared by processes."""
+"""mn/workers.py: worker identities and thread counts, worker 0's readiness check, and the SQLite
+writer lock shared by processes."""
 
 from __future__ import annotations
 
+import json
 import os
-import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,8 +20,8 @@ from mn.db.engine import WriterLock
 from mn.workers import (
     AUTO_PROCESSES,
     MAX_PROCESSES,
+    _healthy,
     all_worker_uuids,
-    listen_sockets,
     process_count,
     worker_uuid,
 )
@@ -54,20 +57,6 @@ def test_threads_per_process_and_bad_counts(tmp_path: Path) -> None:
             MNConfig(home=tmp_path, **{name: -1})
     with pytest.raises(ValueError, match="processes"):
         MNConfig.load(None, home=tmp_path, processes="-2")
-
-
-def test_processes_listen_on_one_port_and_each_on_its_own() -> None:
-    a_shared, a_own = listen_sockets("127.0.0.1", 0)
-    port = a_shared.getsockname()[1]
-    b_shared, b_own = listen_sockets("127.0.0.1", port)  # SO_REUSEPORT: a second listener
-    try:
-        assert b_shared.getsockname()[1] == port
-        assert len({port, a_own.getsockname()[1], b_own.getsockname()[1]}) == 3
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
-            pass  # accepted by one of the two
-    finally:
-        for s in (a_shared, a_own, b_shared, b_own):
-            s.close()
 
 
 _HOLDER = """
@@ -106,3 +95,33 @@ def test_the_lock_file_lies_beside_the_database_file() -> None:
     assert _sqlite_file("sqlite:////var/lib/zstack/zstack.db") == "/var/lib/zstack/zstack.db"
     assert _sqlite_file("sqlite:///rel.db") == "rel.db"
     assert _sqlite_file("sqlite://") is None and _sqlite_file("sqlite:///:memory:") is None
+
+
+def test_a_worker_is_healthy_on_its_own_answer_not_another_process_on_the_port() -> None:
+    """SO_REUSEPORT: a worker of a killed MN, still stopping, may answer /health on the port."""
+    answering = {"pid": -1}
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = json.dumps({"status": "ok", "pid": answering["pid"]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert not _healthy(url, proc, timeout=0.5)  # another process answered
+        answering["pid"] = proc.pid
+        assert _healthy(url, proc, timeout=5)
+    finally:
+        proc.kill()
+        proc.wait()
+        server.shutdown()
+        server.server_close()
