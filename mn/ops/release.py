@@ -25,6 +25,7 @@ from pathlib import Path
 
 DIST = "zstack"
 MIGRATIONS_IN_WHEEL = "mn/migrations/versions/"
+PLUGIN_MIGRATIONS_IN_WHEEL = re.compile(r"^zstack_plugins/(?P<plugin>\w+)/migrations/(?P<file>[^/]+\.py)$")
 _WHEEL_NAME = re.compile(r"^zstack-(?P<version>[^-]+)-(?P<tag>.+)\.whl$")
 
 
@@ -41,12 +42,14 @@ class Migration:
 
 @dataclasses.dataclass(frozen=True)
 class Wheel:
-    """A zstack wheel file: its version, requirements and schema migrations."""
+    """A zstack wheel file: its version, requirements and schema migrations (the core's, and each
+    in-tree plugin's chain by plugin name)."""
 
     path: Path
     version: str
     requires: tuple[str, ...]
     migrations: dict[str, Migration]
+    plugin_migrations: dict[str, dict[str, Migration]] = dataclasses.field(default_factory=dict)
 
     @property
     def head(self) -> str | None:
@@ -128,15 +131,20 @@ def read_wheel(path: Path) -> Wheel:
                 raise ReleaseError(f"{path} has no {meta_name}")
             meta = email.parser.Parser().parsestr(zf.read(meta_name).decode())
             migrations: dict[str, Migration] = {}
+            plugins: dict[str, dict[str, Migration]] = {}
             for name in names:
                 if name.startswith(MIGRATIONS_IN_WHEEL) and name.endswith(".py") and "/" not in name[len(
                         MIGRATIONS_IN_WHEEL):]:
                     m = parse_migration(zf.read(name).decode())
                     if m is not None:
                         migrations[m.revision] = m
+                elif (match := PLUGIN_MIGRATIONS_IN_WHEEL.match(name)) is not None:
+                    m = parse_migration(zf.read(name).decode())
+                    if m is not None:
+                        plugins.setdefault(match["plugin"], {})[m.revision] = m
     except (zipfile.BadZipFile, OSError) as exc:
         raise ReleaseError(f"cannot read the wheel {path}: {exc}") from None
-    return Wheel(path, str(meta["Version"]), tuple(meta.get_all("Requires-Dist") or ()), migrations)
+    return Wheel(path, str(meta["Version"]), tuple(meta.get_all("Requires-Dist") or ()), migrations, plugins)
 
 
 def unpack_release(tarball: Path, dest_root: Path) -> Path:

@@ -70,12 +70,17 @@ class Plan:
     migrations: list[release.Migration]
     deps_changed: bool
     was_running: bool
+    plugin_migrations: dict[str, list[release.Migration]] = dataclasses.field(default_factory=dict)
 
     def describe(self) -> str:
         lines = [f"upgrade {self.from_version} -> {self.wheel.version} ({self.wheel.path.name})",
                  f"database revision {self.from_revision or 'none'} -> {self.wheel.head or 'none'}: "
                  + (f"{len(self.migrations)} migration(s)" if self.migrations else "no migration")]
         lines += [f"  {m.revision}  {m.title}" for m in self.migrations]
+        for plugin, todo in sorted(self.plugin_migrations.items()):
+            if todo:
+                lines.append(f"plugin {plugin}: {len(todo)} migration(s)")
+                lines += [f"  {m.revision}  {m.title}" for m in todo]
         lines.append("requirements changed: pip installs them (the index may be used)" if self.deps_changed
                      else "requirements unchanged: offline install of the wheel alone (--no-deps)")
         lines.append("the management node is " + ("running: it is stopped, upgraded and started again"
@@ -90,6 +95,21 @@ def current_revision(url: str) -> str | None:
     from mn.db.migrate import current_revision as revision
 
     return revision(url)
+
+
+def plugin_revision(url: str, plugin: str) -> str | None:
+    """The revision of a plugin's migration chain in the database (None: not there yet)."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn, opts={"version_table": f"alembic_version_{plugin}"}
+                                              ).get_current_revision()
+    finally:
+        engine.dispose()
 
 
 def take_backup(node: Node, kind: str, with_code: bool = True) -> Path:
@@ -177,9 +197,12 @@ def plan_upgrade(node: Node, wheel_path: Path) -> Plan:
             raise UpgradeError(f"the database {make_url(node.db_url).render_as_string()} has no "
                                f"schema yet: run 'zstack-ctl deploydb' to create it (nothing to upgrade)")
         todo = release.pending(wheel.migrations, revision)
+        plugin_todo = {name: release.pending(migrations, plugin_revision(node.db_url, name))
+                       for name, migrations in wheel.plugin_migrations.items()}
     except (release.ReleaseError, backup.BackupError) as exc:
         raise UpgradeError(str(exc)) from None
-    return Plan(wheel, from_version, revision, todo, set(requires) != set(wheel.requires), node.is_running())
+    return Plan(wheel, from_version, revision, todo, set(requires) != set(wheel.requires), node.is_running(),
+                plugin_todo)
 
 
 def run_upgrade(node: Node, plan: Plan) -> Path:

@@ -43,7 +43,7 @@ def _wheel(path: Path, version: str = "1.2.0", migrations: dict[str, str] | None
     with zipfile.ZipFile(whl, "w") as zf:
         zf.writestr(f"zstack-{version}.dist-info/METADATA", meta)
         for name, text in (migrations or {}).items():
-            zf.writestr(f"mn/migrations/versions/{name}", text)
+            zf.writestr(name if "/" in name else f"mn/migrations/versions/{name}", text)
     return whl
 
 
@@ -76,12 +76,37 @@ def test_this_checkouts_migrations_have_one_head():
     assert release.head_of(release.migrations_in(MIGRATIONS / "versions")) == head_revision()
 
 
+def test_read_wheel_finds_each_plugins_chain(tmp_path):
+    whl = _wheel(tmp_path, "2.1.0", {"0001_a.py": _migration("0001", None),
+                                     "zstack_plugins/eip/migrations/eip_0001_x.py": _migration("eip_0001", None),
+                                     "zstack_plugins/eip/migrations/eip_0002_y.py": _migration("eip_0002", "eip_0001"),
+                                     "zstack_plugins/eip/migrations/__init__.py": '"""doc"""',
+                                     "zstack_plugins/eip/agent.py": "x = 1\n"})
+    w = release.read_wheel(whl)
+    assert sorted(w.migrations) == ["0001"] and sorted(w.plugin_migrations) == ["eip"]
+    assert release.head_of(w.plugin_migrations["eip"]) == "eip_0002"
+
+
+def test_this_checkouts_plugin_chains_are_what_a_plan_reads(tmp_path):
+    from mn.db.migrate import revisions
+    from mn.db.migrate import upgrade as migrate
+    from mn.ops import upgrade
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    migrate(url)
+    for name, (current, _) in revisions(url).items():
+        if name != "core":
+            assert upgrade.plugin_revision(url, name) == current
+    assert upgrade.plugin_revision(url, "not_installed") is None
+
+
 def test_read_wheel(tmp_path):
     whl = _wheel(tmp_path, "2.0.1", {"0001_a.py": _migration("0001", None), "0002_b.py": _migration("0002", "0001"),
                                      "__init__.py": ""})
     w = release.read_wheel(whl)
     assert (w.version, w.head, w.requires) == ("2.0.1", "0002", ("flask>=3.0",))
     assert sorted(w.migrations) == ["0001", "0002"]
+    assert w.plugin_migrations == {}
     bad_name = tmp_path / "other-1.0-py3-none-any.whl"
     bad_name.write_bytes(whl.read_bytes())
     with pytest.raises(ReleaseError, match="not a zstack wheel"):
@@ -276,6 +301,7 @@ def test_upgrade_db_dry_run_backup_and_migrate(tmp_path, capsys):
     assert ctl.main(["--home", str(home), "upgrade_db", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "revision 0001" in out and "pending 0002" in out and "nothing changed" in out
+    assert "pending plugin eip: none -> eip_0001" in out  # the plugins' chains too
     assert current_revision(url) == "0001"
     assert ctl.main(["--home", str(home), "upgrade_db"]) == 0
     out = capsys.readouterr().out

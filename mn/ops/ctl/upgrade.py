@@ -73,7 +73,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade_db(args: argparse.Namespace) -> int:
-    from mn.db.migrate import MIGRATIONS, current_revision
+    from mn.db.migrate import CORE, MIGRATIONS, current_revision, revisions
     from mn.db.migrate import upgrade as migrate
     from mn.ops import backup, release, upgrade
 
@@ -84,17 +84,20 @@ def cmd_upgrade_db(args: argparse.Namespace) -> int:
         revision = current_revision(url)
         migrations = release.migrations_in(MIGRATIONS / "versions")
         todo = release.pending(migrations, revision)
+        behind = {name: rev for name, rev in revisions(url).items() if name != CORE and rev[0] != rev[1]}
     except (backup.BackupError, release.ReleaseError) as exc:
         raise CtlError(str(exc)) from None
     print(f"database {mask_url(url)}: revision {revision or 'none (empty)'}; "
           f"this code's head: {release.head_of(migrations)}")
     for m in todo:
         print(f"  pending {m.revision}  {m.title}")
-    if not todo:
+    for name, (current, head) in sorted(behind.items()):
+        print(f"  pending plugin {name}: {current or 'none'} -> {head}")
+    if not todo and not behind:
         print("the database is up to date: nothing to migrate")
         return 0
     if args.dry_run:
-        print(f"dry run: {len(todo)} migration(s) pending, nothing changed")
+        print(f"dry run: {len(todo)} migration(s) and {len(behind)} plugin chain(s) pending, nothing changed")
         return 0
     with ctl_lock(paths):
         pid = running_pid(paths)
