@@ -21,6 +21,7 @@ from sqlalchemy import Row, bindparam, case, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from mn.connection import CONNECTED
 from mn.db.engine import connection_of
 from mn.errors import NO_AVAILABLE_HOST, ApiError
 from mn.models import (
@@ -89,7 +90,7 @@ def _filters(req: HostRequest, with_capacity: bool = True, template: bool = Fals
     def v(name: str, value: Any, expanding: bool = False) -> Any:
         return bindparam(name, expanding=expanding) if template else value
 
-    f = [Host.state == "Enabled", Host.status == "Connected",
+    f = [Host.state == "Enabled", Host.status == CONNECTED,
          Host.clusterUuid.in_(select(Cluster.uuid).where(Cluster.state == "Enabled")),
          Host.zoneUuid.in_(select(Zone.uuid).where(Zone.state == "Enabled"))]
     if req.hypervisor_type:
@@ -108,7 +109,7 @@ def _filters(req: HostRequest, with_capacity: bool = True, template: bool = Fals
                                       .where(L2NetworkClusterRef.l2NetworkUuid == l2)))
     if req.need_ps or req.ps_uuid:
         ps = select(PrimaryStorage.uuid).where(PrimaryStorage.state == "Enabled",
-                                               PrimaryStorage.status == "Connected")
+                                               PrimaryStorage.status == CONNECTED)
         if req.ps_uuid:
             ps = ps.where(PrimaryStorage.uuid == v("ps", req.ps_uuid))
         f.append(Host.clusterUuid.in_(select(PrimaryStorageClusterRef.clusterUuid)
@@ -194,7 +195,7 @@ def allocate(s: Session, req: HostRequest, prefetched: list[str] | None = None) 
 
 def explain(s: Session, req: HostRequest) -> str:
     """Why no host fits: how many hosts survive each filter, in order."""
-    base = [Host.state == "Enabled", Host.status == "Connected"]
+    base = [Host.state == "Enabled", Host.status == CONNECTED]
     steps = [("Enabled and Connected", base)]
     full = _filters(req, with_capacity=False)
     steps.append(("in an Enabled zone/cluster, matching the requested zone/cluster/host/hypervisor, "

@@ -23,12 +23,13 @@ from sqlalchemy import Row, bindparam, case, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from mn.connection import CONNECTED
 from mn.db.engine import connection_of
 from mn.errors import NO_AVAILABLE_PRIMARY_STORAGE, ApiError, invalid
 from mn.models import PrimaryStorage, PrimaryStorageClusterRef
 
 USABLE_STATE = "Enabled"
-USABLE_STATUS = "Connected"
+USABLE_STATUS = CONNECTED
 
 
 def needed(size: int, ratio: float = 1.0) -> int:

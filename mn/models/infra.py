@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mn.connection import CONNECTING
 from mn.db.base import Base, Resource, uuid_fk
 
 
@@ -37,7 +38,7 @@ class Host(Resource, Base):
     managementIp: Mapped[str] = mapped_column(String(255), index=True)
     hypervisorType: Mapped[str] = mapped_column(String(32), index=True)
     state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
-    status: Mapped[str] = mapped_column(String(32), default="Connecting", index=True)
+    status: Mapped[str] = mapped_column(String(32), default=CONNECTING, index=True)
     architecture: Mapped[str | None] = mapped_column(String(32), nullable=True)
     cpuNum: Mapped[int] = mapped_column(Integer, default=0)
     cpuSockets: Mapped[int] = mapped_column(Integer, default=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mn.connection import CONNECTING
 from mn.db.base import Base, Resource, Timestamps, uuid_fk
 
 
@@ -15,7 +16,7 @@ class PrimaryStorage(Resource, Base):
     url: Mapped[str] = mapped_column(String(2048))
     type: Mapped[str] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
-    status: Mapped[str] = mapped_column(String(32), default="Connecting", index=True)
+    status: Mapped[str] = mapped_column(String(32), default=CONNECTING, index=True)
     mountPath: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     totalCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
     availableCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -40,7 +41,7 @@ class BackupStorage(Resource, Base):
     url: Mapped[str] = mapped_column(String(2048))
     type: Mapped[str] = mapped_column(String(64), index=True)
     state: Mapped[str] = mapped_column(String(32), default="Enabled", index=True)
-    status: Mapped[str] = mapped_column(String(32), default="Connecting", index=True)
+    status: Mapped[str] = mapped_column(String(32), default=CONNECTING, index=True)
     totalCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
     availableCapacity: Mapped[int] = mapped_column(BigInteger, default=0)
     agentUrl: Mapped[str | None] = mapped_column(String(1024), nullable=True)

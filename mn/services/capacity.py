@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mn.api.registry import Msg, apis
+from mn.connection import CONNECTED
 from mn.context import ApiContext
 from mn.errors import invalid, not_found
 from mn.models import Cluster, Host, Zone
@@ -38,7 +39,7 @@ def get_cpu_memory_capacity(ctx: ApiContext, msg: Msg) -> dict:
     q = (select(key, func.sum(Host.totalCpuCapacity), func.sum(Host.availableCpuCapacity),
                 func.sum(Host.totalMemoryCapacity), func.sum(Host.availableMemoryCapacity),
                 func.sum(Host.cpuNum))
-         .where(Host.state == "Enabled", Host.status == "Connected").group_by(key).order_by(key))
+         .where(Host.state == "Enabled", Host.status == CONNECTED).group_by(key).order_by(key))
     if ids is not None:
         q = q.where(key.in_(ids))
     if msg.get("hypervisorType"):

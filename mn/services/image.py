@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from kvmagent.protocol import DeleteImageCmd, DownloadImageCmd, DownloadImageRsp
 from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade
+from mn.connection import CONNECTED
 from mn.context import ApiContext
 from mn.errors import OPERATION_ERROR, ApiError, invalid, operr
 from mn.flow import Flow, Step, register_flow
@@ -105,7 +106,7 @@ def _usable_storages(s: Session, uuids: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for u in uuids:
         bs = get_or_404(s, BackupStorage, u)
-        if bs.state != "Enabled" or bs.status != "Connected":
+        if bs.state != "Enabled" or bs.status != CONNECTED:
             raise operr(f"backup storage[uuid:{u}] is {bs.state} and {bs.status}; images can be added only to "
                         "an Enabled and Connected backup storage")
         out[u] = bs.agentUrl or ""

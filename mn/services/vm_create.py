@@ -40,6 +40,7 @@ from kvmagent.protocol import (
     to_wire,
 )
 from mn import extensions, ipam, resource_types
+from mn.connection import CONNECTED
 from mn.context import ApiContext
 from mn.errors import invalid, not_found
 from mn.flow import Flow, Step, register_flow
@@ -228,7 +229,7 @@ _IMAGE_SOURCE = (
            BackupStorage.type)
     .join(BackupStorage, BackupStorage.uuid == ImageBackupStorageRef.backupStorageUuid)
     .where(ImageBackupStorageRef.imageUuid == bindparam("image"), ImageBackupStorageRef.status == "Ready",
-           BackupStorage.state == "Enabled", BackupStorage.status == "Connected",
+           BackupStorage.state == "Enabled", BackupStorage.status == CONNECTED,
            BackupStorage.uuid.in_(select(BackupStorageZoneRef.backupStorageUuid)
                                   .where(BackupStorageZoneRef.zoneUuid == bindparam("zone"))))
     .limit(1))

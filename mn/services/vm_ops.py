@@ -30,6 +30,7 @@ from mn import extensions, resource_types
 from mn.allocator import host as host_alloc
 from mn.allocator import primary_storage as ps_alloc
 from mn.cascade import cascade
+from mn.connection import CONNECTED
 from mn.context import ApiContext
 from mn.db.base import utcnow
 from mn.errors import ApiError, invalid
@@ -296,7 +297,7 @@ def destroy_vm(ctx: ApiContext, vm_uuid: str, best_effort_agent: bool = False) -
             host = s.get(Host, vm.hostUuid) if vm.hostUuid else None
             # A host that does not answer cannot hold the VM hostage: it is destroyed there when
             # the host reconnects (vm_sync destroys VMs a host runs that the database does not place).
-            best_effort_agent = host is not None and host.status != "Connected"
+            best_effort_agent = host is not None and host.status != CONNECTED
     if best_effort_agent:
         vm = begin(ctx, vm_uuid, "destroy")
         if vm.hostUuid:
