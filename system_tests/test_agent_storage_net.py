@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from integration.agent_keys import signed_client
 from kvmagent import protocol as p
 from mn.agent import AgentClient
 from mn.errors import AGENT_ERROR, ApiError
@@ -99,7 +100,7 @@ def agent() -> Iterator[Agent]:
 
 @pytest.fixture(scope="module")
 def client() -> AgentClient:
-    return AgentClient(timeout=120)
+    return signed_client(timeout=120)
 
 
 def send(client: AgentClient, agent: Agent, cmd: Any, reply_cls: type | None = None) -> Any:
