@@ -20,6 +20,7 @@ import os
 import pwd
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -292,7 +293,8 @@ def fetch_sftp(cmd: p.CreateVolumeFromImageCmd, dest: Path) -> None:
         args = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "IdentitiesOnly=yes",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR",
                 "-i", str(key), "-p", str(cmd.backupStorageSshPort),
-                ssh_address(cmd.backupStorageUsername, cmd.backupStorageHostname), "cat"]
+                ssh_address(cmd.backupStorageUsername, cmd.backupStorageHostname),
+                f"cat -- {shlex.quote(cmd.imageInstallPath)}"]  # a transfer key's forced command wins
         try:
             with open(dest, "wb") as out:
                 r = subprocess.run(args, stdout=out, stderr=subprocess.PIPE, timeout=FETCH_TIMEOUT,
