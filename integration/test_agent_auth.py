@@ -145,3 +145,38 @@ def test_a_replayed_event_is_refused(api, mn, sim, admin, vm) -> None:
 def test_a_forged_callback_is_refused(mn) -> None:
     status, reply, _ = post(mn.url + "/agent/callback", {"success": True}, headers={"taskuuid": "t-forged"})
     assert status == 404 and reply["success"] is False  # no command waits for it: nothing to complete
+
+
+def test_a_callback_is_accepted_only_from_the_host_its_task_went_to(api, mn, sim, admin, env, vm) -> None:
+    """While the MN waits for the async reply of a VM start on host A, a reply for that task
+    signed by host B, or unsigned, is refused; host A's own reply then completes the start."""
+    import threading
+
+    host = vm["hostUuid"]
+    other = next(h for h in env.hosts if h != host)
+    api.call("StopVmInstance", uuid=vm["uuid"])
+    fid = admin.inject(p.StartVmCmd.PATH, host, mode="slow", delay=4)
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(api.call("StartVmInstance", uuid=vm["uuid"])["inventory"]))
+    t.start()
+    try:
+        agents = mn.services.agents
+        deadline = time.time() + 10
+        task = None
+        while task is None and time.time() < deadline:
+            with agents._lock:
+                task = next((k for k, w in agents._waiters.items() if host in w.base_url), None)
+            time.sleep(0.05)
+        assert task is not None, "the start never waited for an async reply"
+        forged = {"success": False, "error": "forged"}
+        for key in (None, KEYS.key_for(sim.host_url(other))):
+            status, reply, _ = post(mn.url + "/agent/callback", forged, key, {"taskuuid": task})
+            assert status == 401 and reply["code"] == "ID.1000", reply
+        t.join(30)
+        assert result.get("state") == "Running"  # the real reply, not the forged failure
+    finally:
+        t.join(30)
+        try:
+            admin.remove_fault(fid)
+        except Exception:  # noqa: BLE001 - consumed by the start
+            pass
