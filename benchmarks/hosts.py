@@ -53,7 +53,7 @@ from simulator.client import SimulatorAdmin
 GB = 1 << 30
 
 
-def seed(db_url: str, sim_url: str, n: int, mn_url: str | None = None) -> list[str]:
+def seed(db_url: str, sim_url: str, n: int, mn_url: str | None = None, home: Path | None = None) -> list[str]:
     """A zone, a Simulator cluster and `n` Disconnected hosts served by the simulator at sim_url.
 
     With `mn_url`, the hosts are instead Connected, with facts, and their agents already connected
@@ -110,7 +110,9 @@ def seed(db_url: str, sim_url: str, n: int, mn_url: str | None = None) -> list[s
     finally:
         eng.dispose()
     admin = SimulatorAdmin(sim_url)
-    agents = AgentClient(timeout=30)
+    from kvmagent.auth import DerivedKeys, create_key_file
+
+    agents = AgentClient(timeout=30, keys=DerivedKeys(create_key_file(Path(home or ".") / "agent.key")))
 
     def declare(i: int, u: str) -> None:
         admin.add_host(u, cpu_num=32, memory=256 * GB, management_ip=_ip(i))
@@ -228,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             "16",
             "--log-level",
             "WARNING",
+            "--key-file",
+            str(home / "agent.key"),  # the MN's (made here, as the MN would)
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait(sim_url, sim, "/simulator/stats")
         t0 = time.monotonic()
-        uuids = seed(db_url, sim_url, n, b.url if args.preconnected else None)
+        uuids = seed(db_url, sim_url, n, b.url if args.preconnected else None, home)
         print(
             f"{n:,} hosts seeded in {time.monotonic() - t0:.1f} s (db: {db_url.split(':', 1)[0]}, "
             f"ping interval {interval} s; load {os.getloadavg()[0]:.2f})",

@@ -15,10 +15,12 @@ import argparse
 import gc
 import json
 import multiprocessing as mp
+import tempfile
 import threading
 import time
 import tracemalloc
 import uuid as uuidlib
+from pathlib import Path
 
 from simulator.server import start_in_thread
 from simulator.state import SimState
@@ -46,8 +48,12 @@ def memory_per_host(n: int) -> float:
     return (after - before) / n
 
 
-def _client(url: str, uuids: list[str], clients: int, seconds: float, out: mp.Queue) -> None:
+def _client(url: str, uuids: list[str], clients: int, seconds: float, out: mp.Queue, key_file: str) -> None:
     import urllib3
+
+    from kvmagent import auth
+
+    keys = auth.DerivedKeys(auth.read_key_file(key_file))  # signed as the MN signs (the simulator verifies)
 
     deadline = time.monotonic() + seconds
     results: list[tuple[int, int, list[float]]] = []
@@ -62,8 +68,10 @@ def _client(url: str, uuids: list[str], clients: int, seconds: float, out: mp.Qu
             u = uuids[i % len(uuids)]
             i += clients
             t0 = time.perf_counter()
-            r = http.request("POST", f"{url}/hosts/{u}/host/ping", body=json.dumps({"hostUuid": u}).encode(),
-                             headers={"Content-Type": "application/json"}, timeout=10.0)
+            body = json.dumps({"hostUuid": u}).encode()
+            headers = {"Content-Type": "application/json",
+                       **auth.sign(keys.key_for(f"{url}/hosts/{u}"), "POST", f"/hosts/{u}/host/ping", body)}
+            r = http.request("POST", f"{url}/hosts/{u}/host/ping", body=body, headers=headers, timeout=10.0)
             lat.append(time.perf_counter() - t0)
             if r.status == 200 and json.loads(r.data).get("hostUuid") == u:
                 ok += 1
@@ -84,11 +92,13 @@ def _client(url: str, uuids: list[str], clients: int, seconds: float, out: mp.Qu
 
 
 def pings_per_second(n: int, clients: int, seconds: float, threads: int) -> dict:
-    server = start_in_thread("127.0.0.1", 0, threads=threads)
+    key_file = Path(tempfile.mkdtemp(prefix="zstack-bench-keys-")) / "agent.key"
+    server = start_in_thread("127.0.0.1", 0, threads=threads, key_file=key_file)
     try:
         uuids = populate(server.state, n)
         out: mp.Queue = mp.get_context("spawn").Queue()
-        proc = mp.get_context("spawn").Process(target=_client, args=(server.url, uuids, clients, seconds, out))
+        proc = mp.get_context("spawn").Process(target=_client, args=(server.url, uuids, clients, seconds, out,
+                                                                                 str(key_file)))
         t0 = time.monotonic()
         proc.start()
         result = out.get(timeout=seconds + 60)

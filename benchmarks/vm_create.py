@@ -166,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix="zstack-bench-"))
     sim_port, mn_port = _port(), _port()
+    # The simulator and the MN share the MN's agent master key (made here, as the MN would).
     sim = subprocess.Popen([sys.executable, "-m", "simulator.server", "--port", str(sim_port),
-                            "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            "--log-level", "WARNING", "--key-file", str(home / "agent.key")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sim_url = f"http://127.0.0.1:{sim_port}"
     prefix = (["py-spy", "record", "--gil", "-r", "400", "-f", "raw", "-o", args.profile_mn,
                *(["--subprocesses"] if process_count(MNConfig(processes=args.mn_processes)) > 1 else []), "--"]

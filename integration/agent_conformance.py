@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from integration.agent_keys import signed_client
 from kvmagent import protocol as p
 from mn.agent import AgentClient
 from mn.errors import AGENT_ERROR, ApiError
@@ -91,7 +92,7 @@ class AgentUnderTest:
 @pytest.fixture(scope="module", name="client")
 def client_fixture() -> AgentClient:
     """The MN's agent client (generous timeout: real guests under TCG are slow)."""
-    return AgentClient(timeout=120)
+    return signed_client(timeout=120)
 
 
 def send(client: AgentClient, url: str, cmd: Any, reply_cls: type | None = None, timeout: float | None = None) -> Any:
@@ -173,7 +174,7 @@ def test_connect_echo_ping(client: AgentClient, agent: AgentUnderTest) -> None:
 def test_async_form_with_reply_within_answers_inline(agent: AgentUnderTest) -> None:
     """A quick command in the async form with `replywithin` comes back inline: the callback URL
     here leads nowhere, so a reply that went there instead would make the call time out."""
-    inline = AgentClient(timeout=20, callback_url=lambda: "http://127.0.0.1:9/agent/callback", reply_within=15)
+    inline = signed_client(timeout=20, callback_url=lambda: "http://127.0.0.1:9/agent/callback", reply_within=15)
     image = new_uuid()
     r = inline.send(agent.bs_url, p.DownloadImageCmd(bsUuid=agent.bs_uuid, imageUuid=image,
                                                      url=agent.image_url(MiB)), p.DownloadImageRsp)

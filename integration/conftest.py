@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from integration.agent_keys import KEY_FILE
 from mn.client import ZStackClient
 from mn.config import MNConfig
 from mn.server import RunningMN, start
@@ -57,12 +58,13 @@ def sim():
     """The simulator, serving simulated hosts and storages over HTTP on loopback."""
     from simulator.server import start_in_thread
 
-    s = start_in_thread("127.0.0.1", 0)
+    s = start_in_thread("127.0.0.1", 0, key_file=KEY_FILE)
     yield s
     s.stop()
 
 
 def start_mn(sim, home: Path, db_url: str, **overrides) -> RunningMN:
+    overrides.setdefault("agent_key_file", str(KEY_FILE))
     cfg = MNConfig(home=home, db_url=db_url, host="127.0.0.1", port=0, simulator_url=sim.url,
                    **overrides)
     return start(cfg)
@@ -107,7 +109,7 @@ def spawn_mn(home: Path, db_url: str, port: int, sim_url: str, workers: int = 32
     return subprocess.Popen(
         [sys.executable, "-m", "mn.server", "--home", str(home), "--db-url", db_url, "--port", str(port),
          "--host", "127.0.0.1", "--simulator-url", sim_url, "--log-level", "WARNING",
-         "--workers", str(workers), "--processes", str(processes)],
+         "--workers", str(workers), "--processes", str(processes), "--agent-key-file", str(KEY_FILE)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 

@@ -48,6 +48,7 @@ from mn.agent import AgentClient
 from mn.errors import AGENT_UNREACHABLE, TIMEOUT, ApiError
 from simulator.client import SimulatorAdmin, SimulatorAdminError
 from zstack_plugins.eip import protocol as eipp
+from zstack_plugins.sftp import protocol as sftpp
 
 
 def _simulator_agent(sim: Any) -> Iterator[AgentUnderTest]:
@@ -213,11 +214,21 @@ def test_admin_views_and_errors(client: AgentClient, sim_agent: AgentUnderTest) 
     assert info.value.status == 404
 
 
+def test_a_simulated_storage_issues_no_transfer_keys(client: AgentClient, sim_agent: AgentUnderTest) -> None:
+    """SFTP transfer keys (zstack_plugins/sftp/protocol.py) exist on real SFTP storages only
+    (system_tests/test_agent_storage_net.py); revoking is idempotent everywhere."""
+    a = sim_agent
+    refused(client, a.bs_url, sftpp.IssueTransferKeyCmd(bsUuid=a.bs_uuid, username="u", installPath="/x"),
+            "issues no transfer keys")
+    send(client, a.bs_url, sftpp.RevokeTransferKeyCmd(bsUuid=a.bs_uuid, username="u", keyId="ab"))
+
+
 def test_every_protocol_command_is_exercised() -> None:
     """Each command class of protocol.COMMANDS appears in the conformance tests (shared or here)."""
     source = inspect.getsource(sys.modules[__name__]) + inspect.getsource(shared)
     missing = [cls.__name__ for cls in p.COMMANDS.values()
-               if not any(f"{mod}.{cls.__name__}{end}" in source for mod in ("p", "eipp") for end in ("(", ","))]
+               if not any(f"{mod}.{cls.__name__}{end}" in source for mod in ("p", "eipp", "sftpp")
+                          for end in ("(", ","))]
     assert missing == []
 
 

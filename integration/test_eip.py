@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from integration.agent_keys import signed_client
 from integration.envs import Env, add_public_network, build_env, unique
 from kvmagent import protocol as p
-from mn.agent import AgentClient
 from mn.catalogue.catalog import load_catalog
 from mn.client import ClientError, ZStackClient
 from zstack_plugins.eip import protocol as eipp
@@ -363,7 +363,7 @@ def test_a_reconnecting_host_gets_its_eips_again(api: ZStackClient, env: Env, ad
     vip = new_vip(api, env)
     api.call("CreateEip", name=unique("e"), vipUuid=vip["uuid"], vmNicUuid=vm["vmNics"][0]["uuid"])
     to = eipp.EipTO(**{k: v for k, v in applied(admin, env)[vip["ip"]].items() if k != "host"})
-    AgentClient(timeout=10).send(admin.host_url(vm["hostUuid"]), eipp.DeleteEipCmd(eips=[to], hostUuid=vm["hostUuid"]))
+    signed_client(timeout=10).send(admin.host_url(vm["hostUuid"]), eipp.DeleteEipCmd(eips=[to], hostUuid=vm["hostUuid"]))
     assert vip["ip"] not in applied(admin, env)
     api.call("ReconnectHost", uuid=vm["hostUuid"])
     assert applied(admin, env)[vip["ip"]]["host"] == vm["hostUuid"]

@@ -47,13 +47,13 @@ def bridges(admin: Any, host: str) -> list[str]:
 
 def vlan_bridge_ok(admin: Any, host: str, l2: dict, vlan: int) -> bool:
     """Ask the simulated agent itself whether the L2's bridge exists with this VLAN."""
-    from mn.agent import AgentClient
+    from integration.agent_keys import signed_client
     from mn.errors import ApiError
 
     cmd = CheckBridgeCmd(physicalInterfaceName=l2["physicalInterface"], bridgeName=bridge_name(l2["uuid"], vlan),
                          l2NetworkUuid=l2["uuid"], vlan=vlan, hostUuid=host)
     try:
-        AgentClient(timeout=10).send(admin.host_url(host), cmd)
+        signed_client(timeout=10).send(admin.host_url(host), cmd)
         return True
     except ApiError:
         return False

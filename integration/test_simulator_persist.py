@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from integration.agent_keys import KEY_FILE, signed_client
 from kvmagent import protocol as p
-from mn.agent import AgentClient
 from mn.db.base import new_uuid
 from simulator.client import SimulatorAdmin
 from simulator.server import start_in_thread
@@ -14,8 +14,8 @@ GB = 1 << 30
 def test_hosts_storages_images_volumes_and_vms_survive_a_restart(tmp_path):
     state_file = tmp_path / "sim.json"
     host, ps, bs, image, vm = (new_uuid() for _ in range(5))
-    sim = start_in_thread(state_file=state_file)
-    client = AgentClient(timeout=10)
+    sim = start_in_thread(state_file=state_file, key_file=KEY_FILE)
+    client = signed_client(timeout=10)
     try:
         admin = SimulatorAdmin(sim.url)
         admin.add_host(host, cpu_num=4, memory=8 * GB)
@@ -38,7 +38,7 @@ def test_hosts_storages_images_volumes_and_vms_survive_a_restart(tmp_path):
         sim.stop()
     assert state_file.exists()
 
-    sim = start_in_thread(state_file=state_file)
+    sim = start_in_thread(state_file=state_file, key_file=KEY_FILE)
     try:
         admin = SimulatorAdmin(sim.url)
         h = admin.host(host)
@@ -58,7 +58,7 @@ def test_hosts_storages_images_volumes_and_vms_survive_a_restart(tmp_path):
 def test_an_unreadable_state_file_is_set_aside(tmp_path):
     state_file = tmp_path / "sim.json"
     state_file.write_text("{not json")
-    sim = start_in_thread(state_file=state_file)
+    sim = start_in_thread(state_file=state_file, key_file=KEY_FILE)
     try:
         assert SimulatorAdmin(sim.url).stats()["hosts"] == 0
     finally:

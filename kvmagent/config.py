@@ -1,6 +1,8 @@
 """The agent's settings: defaults, then /etc/zstack/kvmagent.properties, then ZSTACK_AGENT_* env,
 then command-line flags. `acceleration` is `kvm` or `tcg` (the libvirt domain type `kvm` or
-`qemu`); hosts where hardware guests do not work run `tcg`."""
+`qemu`); hosts where hardware guests do not work run `tcg`. `host` is the address the agent
+listens on (loopback by default; the MN's deploy writes the host's management address, or the
+`kvm/agent.listenAddress` override); `key_file` holds the agent's key (kvmagent/auth.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ ACCELERATIONS = ("kvm", "tcg")
 
 @dataclass
 class AgentConfig:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = 7070
     acceleration: str = "kvm"
     libvirt_uri: str = "qemu:///system"
@@ -24,6 +26,7 @@ class AgentConfig:
     log_file: str = ""
     threads: int = 64
     plugins: str = ""  # module:attribute references of the plugins to load; empty: every one installed
+    key_file: str = "/etc/zstack/kvmagent.key"  # written by the MN's deploy (mode 0600)
 
     def __post_init__(self) -> None:
         self.port = int(self.port)

@@ -351,8 +351,9 @@ class CreateVolumeFromImageCmd:
     backupStorageUrl: str | None = None
     size: int = 0
     hostUuid: str | None = None
-    # How a real host fetches the image into its cache: for SftpBackupStorage, over SCP from
-    # backupStorageUsername@backupStorageHostname:backupStorageSshPort with the private key `sshKey`.
+    # How a real host fetches the image into its cache: for SftpBackupStorage, over SSH from
+    # backupStorageUsername@backupStorageHostname:backupStorageSshPort with the private key `sshKey`,
+    # a key the storage issued for this one transfer (zstack_plugins/sftp/protocol.py), never the MN's.
     backupStorageType: str = "Simulator"
     backupStorageHostname: str | None = None
     backupStorageSshPort: int = 22

@@ -7,6 +7,12 @@ the command runs in its own thread, and its reply is POSTed to `callbackurl` wit
 `taskuuid`; with the header `replywithin: S` too, a command that ends within S seconds is answered
 inline instead (no callback). A handler's AgentError becomes `success: false` with its message; any other exception
 too, prefixed with its type, and logged with a traceback; the agent never leaves a caller hanging.
+
+Every command must be signed by the MN with this agent's key (`key_file`; kvmagent/auth.py): an
+unsigned, badly signed, stale or replayed one is answered 401 with a JSON error before anything
+runs. Without a key every command is refused. The agent signs its events and async replies with
+the same key, naming its host (`X-ZStack-Agent`). GET /health is open and reports the key's public
+fingerprint (`keyId`), by which a deploy tells whether the agent holds the current key.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ import logging
 import signal
 import sys
 import threading
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kvmagent import plugins
+from kvmagent import auth, plugins
 from kvmagent import protocol as p
 from kvmagent.config import AgentConfig, load
 from kvmagent.registry import COMMANDS, AgentError
@@ -58,6 +65,8 @@ class Agent:
         self._lock = threading.Lock()
         self.host_uuid: str | None = None
         self.mn_url: str | None = None
+        self.key = _load_key(config.key_file)
+        self.verifier = auth.Verifier()
         self._load_identity()
         load_handlers(config.plugins)
 
@@ -88,7 +97,25 @@ class Agent:
         if not self.mn_url:
             log.info("no MN to report %s to", event)
             return False
-        return post_json(self.mn_url, p.to_wire(event)) is not None
+        return self.post_signed(self.mn_url, p.to_wire(event)) is not None
+
+    def post_signed(self, url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> bytes | None:
+        """POST to the MN, signed with this agent's key as its host."""
+        data = json.dumps(body).encode()
+        h = {**(headers or {}), auth.AGENT_HEADER: self.host_uuid or ""}
+        if self.key is not None:
+            h.update(auth.sign(self.key, "POST", urllib.parse.urlsplit(url).path, data, h))
+        return post_json(url, body, h, data=data)
+
+    def authenticate(self, method: str, path: str, body: bytes, headers: Any) -> str | None:
+        """None when the request is signed with this agent's key, else why not."""
+        try:
+            if self.key is None:
+                raise auth.AuthError(f"this agent has no key ({self.config.key_file}); redeploy it from the MN")
+            self.verifier.verify(self.key, method, path, body, headers.get)
+        except auth.AuthError as exc:
+            return str(exc)
+        return None
 
     # ---- commands -------------------------------------------------------------------------------
     def run(self, path: str, data: Any) -> dict[str, Any]:
@@ -123,7 +150,7 @@ class Agent:
                     box["reply"] = reply
                     ended.set()
                     return
-            if post_json(callback_url, reply, {TASK_HEADER: task_uuid}) is None:
+            if self.post_signed(callback_url, reply, {TASK_HEADER: task_uuid}) is None:
                 log.error("could not deliver the reply of %s (task %s) to %s", path, task_uuid, callback_url)
 
         threading.Thread(target=work, name=f"task-{task_uuid[:8]}", daemon=True).start()
@@ -136,9 +163,17 @@ class Agent:
         return None
 
 
+def _load_key(path: str) -> bytes | None:
+    try:
+        return auth.read_key_file(path)
+    except (OSError, ValueError) as exc:
+        log.error("no agent key (%s): every command will be refused until the MN redeploys this agent", exc)
+        return None
+
+
 def post_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = None,
-              timeout: float = 30) -> bytes | None:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+              timeout: float = 30, data: bytes | None = None) -> bytes | None:
+    req = urllib.request.Request(url, data=data if data is not None else json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -166,7 +201,8 @@ def make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
             if self.path == "/health":
-                self._send(200, {"success": True, "hostUuid": agent.host_uuid})
+                self._send(200, {"success": True, "hostUuid": agent.host_uuid,
+                                 "keyId": auth.key_id(agent.key) if agent.key is not None else None})
             else:
                 self._send(404, failure(f"GET {self.path}: agent commands are POST"))
 
@@ -177,6 +213,11 @@ def make_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
                 data = json.loads(raw) if raw else {}
             except ValueError as exc:
                 self._send(400, failure(f"{self.path}: body is not JSON: {exc}"))
+                return
+            refused = agent.authenticate("POST", self.path, raw, self.headers)
+            if refused is not None:
+                log.warning("refused POST %s from %s: %s", self.path, self.address_string(), refused)
+                self._send(401, auth.refusal(f"{self.path}: {refused}"))
                 return
             if self.path not in COMMANDS:
                 self._send(404, failure(f"{self.path} is not a command this agent serves"))
@@ -208,14 +249,16 @@ def serve(config: AgentConfig) -> AgentServer:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="zstack-kvmagent", description="The ZStack KVM host agent.")
     parser.add_argument("--config", help="properties file (default /etc/zstack/kvmagent.properties)")
-    parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1; the deploy writes the "
+                                       "host's management address)")
+    parser.add_argument("--key-file", help="the agent's key (default /etc/zstack/kvmagent.key)")
     parser.add_argument("--port", type=int, help="port (default 7070)")
     parser.add_argument("--acceleration", choices=("kvm", "tcg"), help="guest acceleration")
     parser.add_argument("--state-dir", help="where the agent keeps its state")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     config = load(args.config, host=args.host, port=args.port, acceleration=args.acceleration,
-                  state_dir=args.state_dir)
+                  state_dir=args.state_dir, key_file=args.key_file)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if config.log_file:
         Path(config.log_file).parent.mkdir(parents=True, exist_ok=True)

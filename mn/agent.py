@@ -9,6 +9,11 @@ once with `{"async": true}`, and its real reply arrives later at the MN's POST /
 which hands it to complete(). With `reply_within` > 0 the request also carries the header
 `replywithin`: an agent whose command ends that soon replies inline (no callback, two HTTP requests
 saved). An agent that answers such a request synchronously is taken at its word. A reply that never comes is a timeout after `timeout` seconds, as for a synchronous call.
+
+With `keys` (kvmagent.auth.DerivedKeys), every request is signed with the key of the agent it goes
+to (kvmagent/auth.py; docs/security.md), and an async reply is accepted only when signed with the
+key of the agent the task was sent to (`callback_key`). Without keys requests go unsigned, which
+agents refuse: only tests of the transport itself do that.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import urllib3
 
+from kvmagent import auth
 from kvmagent.protocol import CALLBACK_HEADER, REPLY_WITHIN_HEADER, TASK_HEADER
 from mn.errors import AGENT_ERROR, AGENT_UNREACHABLE, TIMEOUT, ApiError
 
@@ -35,18 +42,21 @@ CALLBACK_PATH = "/agent/callback"
 
 
 class _Waiter:
-    __slots__ = ("done", "reply")
+    __slots__ = ("base_url", "done", "reply")
 
-    def __init__(self) -> None:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url  # the agent the task went to: only its key may sign the reply
         self.done = threading.Event()
         self.reply: dict[str, Any] | None = None
 
 
 class AgentClient:
     def __init__(self, timeout: float = 300.0, maxsize: int = 64,
-                 callback_url: Callable[[], str | None] | None = None, reply_within: float = 0.0):
+                 callback_url: Callable[[], str | None] | None = None, reply_within: float = 0.0,
+                 keys: auth.DerivedKeys | None = None):
         """`callback_url` says where async replies go (None at a call: use the synchronous form);
-        `reply_within` how long agents may hold an async command's reply to send it inline."""
+        `reply_within` how long agents may hold an async command's reply to send it inline;
+        `keys` the agents' keys (None: requests go unsigned)."""
         from kvmagent.protocol import ASYNC_PATHS
 
         self.timeout = timeout
@@ -56,6 +66,17 @@ class AgentClient:
         self._http = urllib3.PoolManager(maxsize=maxsize, block=False, retries=False)
         self._waiters: dict[str, _Waiter] = {}
         self._lock = threading.Lock()
+        self.keys = keys
+
+    def key_for(self, agent_url: str) -> bytes | None:
+        """The key of the agent at `agent_url` (None without keys)."""
+        return self.keys.key_for(agent_url) if self.keys is not None else None
+
+    def callback_key(self, task_uuid: str) -> bytes | None:
+        """The key that must sign the async reply of `task_uuid`: its agent's (None: no call waits)."""
+        with self._lock:
+            w = self._waiters.get(task_uuid)
+        return self.key_for(w.base_url) if w is not None else None
 
     def complete(self, task_uuid: str, reply: dict[str, Any]) -> bool:
         """Deliver an async reply; False when no call waits for this task (late or unknown)."""
@@ -88,7 +109,7 @@ class AgentClient:
     def _call_async(self, base_url: str, path: str, cmd: dict[str, Any] | None,
                     timeout: float, callback: str) -> dict[str, Any]:
         task = uuid.uuid4().hex
-        w = _Waiter()
+        w = _Waiter(base_url)
         with self._lock:
             self._waiters[task] = w
         try:
@@ -109,6 +130,9 @@ class AgentClient:
               headers: dict[str, str]) -> Any:
         url = base_url.rstrip("/") + path
         body = json.dumps(cmd or {}).encode()
+        key = self.key_for(base_url)
+        if key is not None:
+            headers = {**headers, **auth.sign(key, "POST", urlsplit(url).path, body, headers)}
         try:
             return self._http.request("POST", url, body=body,
                                       headers={"Content-Type": "application/json", **headers},
@@ -137,10 +161,17 @@ class AgentClient:
         return reply
 
     def request(self, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
-        """A plain JSON request (for non-protocol endpoints); unreachable → AGENT_UNREACHABLE."""
+        """A plain JSON request (for non-protocol endpoints such as the simulator's admin API),
+        signed with the key of the URL's origin; unreachable → AGENT_UNREACHABLE."""
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        u = urlsplit(url)
+        key = self.key_for(f"{u.scheme}://{u.netloc}")
+        if key is not None:
+            path = u.path + (f"?{u.query}" if u.query else "")
+            headers.update(auth.sign(key, method, path, data or b""))
         try:
-            r = self._http.request(method, url, body=json.dumps(body).encode() if body is not None else None,
-                                   headers={"Content-Type": "application/json"},
+            r = self._http.request(method, url, body=data, headers=headers,
                                    timeout=urllib3.Timeout(connect=10, read=self.timeout))
         except urllib3.exceptions.HTTPError as exc:
             raise ApiError(AGENT_UNREACHABLE, f"unable to reach {method} {url}: {exc}") from None

@@ -15,6 +15,7 @@ from pathlib import Path
 from flask import Flask, jsonify
 from sqlalchemy import select
 
+from kvmagent import auth
 from mn import __version__, plugins
 from mn.agent import CALLBACK_PATH, AgentClient
 from mn.api import agent_events, rest, rpc
@@ -78,9 +79,11 @@ def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
     base = _mn_uuid(config)
     gconf = GlobalConfigStore(db)
     gconf.init()
+    keys = auth.DerivedKeys(auth.create_key_file(config.agent_key_path))
     svc = Services(config=config, db=db, agents=AgentClient(timeout=config.agent_timeout,
                                                                callback_url=lambda: _callback_url(config),
-                                                               reply_within=config.agent_reply_within),
+                                                               reply_within=config.agent_reply_within,
+                                                               keys=keys),
                    gconf=gconf, mn_uuid=worker_uuid(base, worker.index), sessions=identity.SessionCache(),
                    # This machine's other MN processes: a result request for one of their jobs re-reads it often.
                    siblings=frozenset(worker_uuid(base, i) for i in range(worker.count)))

@@ -37,6 +37,8 @@ class MNConfig:
     processes: int = 0         # MN processes sharing `port` (SO_REUSEPORT), 0: CPUs + 1, at most 8 (mn/workers.py)
     callback_port: int = 0     # set at start: where this process takes agents' async replies (0: `port`)
     disabled_plugins: str = ""  # comma-separated names of installed plugins not to load (mn/plugins.py)
+    agent_key_file: str = ""   # the master key agents' keys derive from (default <home>/agent.key;
+                               # made at first start; every MN sharing the database needs the same)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
@@ -45,6 +47,11 @@ class MNConfig:
         for name in ("workers", "http_threads", "processes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (automatic) or a positive number, got {getattr(self, name)}")
+
+    @property
+    def agent_key_path(self) -> Path:
+        """Where the agent protocol's master key is (kvmagent/auth.py; docs/security.md)."""
+        return Path(self.agent_key_file) if self.agent_key_file else self.home / "agent.key"
 
     @property
     def disabled(self) -> frozenset[str]:

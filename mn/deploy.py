@@ -32,6 +32,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from kvmagent.auth import key_id
 from mn.errors import OPERATION_ERROR, TIMEOUT, ApiError
 from mn.globalconfig import GlobalConfigStore, define
 from mn.ssh import SshTarget, mn_key_pair
@@ -59,11 +60,12 @@ class AgentSettings:
     acceleration: str = "auto"   # kvm, tcg, or auto (kvm when the host has /dev/kvm)
     libvirt: bool = True         # False on an SFTP backup-storage host
     plugins: str = ""            # the agent's plugins: comma-separated `module:attribute` references
+    listen: str = ""             # the address the agent listens on; "": the host's management address
 
     def as_vars(self) -> dict[str, object]:
         return {"kvmhost_port": self.port, "kvmhost_acceleration": self.acceleration,
                 "kvmhost_libvirt": self.libvirt, "kvmhost_install_dir": INSTALL_DIR,
-                "kvmhost_plugins": self.plugins}
+                "kvmhost_plugins": self.plugins, "kvmhost_listen_override": self.listen}
 
 
 # The agent's settings on every machine it is deployed to (KVM hosts, SFTP backup-storage hosts);
@@ -73,12 +75,16 @@ AGENT_PORT = define("kvm", "agent.port", 7070, "the TCP port zstack-kvmagent lis
 ACCELERATION = define("kvm", "vm.acceleration", "auto",
                       "guest acceleration: kvm, tcg (emulation), or auto (kvm where /dev/kvm exists)",
                       valid_values=("auto", "kvm", "tcg"))
+LISTEN_ADDRESS = define("kvm", "agent.listenAddress", "",
+                        "the address zstack-kvmagent listens on; empty: the host's management address "
+                        "(0.0.0.0 listens on every address)", str)
 
 
 def agent_settings(gconf: GlobalConfigStore, libvirt: bool = True) -> AgentSettings:
     """The settings a deploy gives the agent now (global configs kvm/agent.port, kvm/vm.acceleration)."""
     return AgentSettings(port=int(gconf.get(AGENT_PORT)), acceleration=str(gconf.get(ACCELERATION)),
-                         libvirt=libvirt, plugins=",".join(ref for ref, _ in agent_plugins()))
+                         libvirt=libvirt, plugins=",".join(ref for ref, _ in agent_plugins()),
+                         listen=str(gconf.get(LISTEN_ADDRESS) or ""))
 
 
 def agent_url(ip: str, port: int) -> str:
@@ -244,11 +250,14 @@ def inventory(target: SshTarget) -> dict:
 
 
 def extra_vars(target: SshTarget, settings: AgentSettings, version: str, archive: Path,
-               public_key: str) -> dict[str, object]:
+               public_key: str, agent_key: bytes) -> dict[str, object]:
+    """The role's variables; the agent's key among them (so they go in a 0600 file, never argv)."""
     out: dict[str, object] = {**settings.as_vars(), "kvmhost_agent_version": version,
                               "kvmhost_agent_packages": archive_packages(),
                               "kvmhost_agent_archive": str(archive), "kvmhost_mn_public_key": public_key,
-                              "kvmhost_become": target.username != "root"}
+                              "kvmhost_become": target.username != "root",
+                              "kvmhost_listen_address": settings.listen or target.host,
+                              "kvmhost_agent_key": agent_key.hex(), "kvmhost_agent_key_id": key_id(agent_key)}
     if target.password:
         out["ansible_password"] = target.password
     return out
@@ -324,12 +333,17 @@ def changed_count(output: str) -> int:
     return 0
 
 
-def agent_answers(agent_url: str, timeout: float = 5) -> bool:
-    """GET <agent>/health answers 200."""
+def agent_answers(agent_url: str, timeout: float = 5, agent_key: bytes | None = None) -> bool:
+    """GET <agent>/health answers 200 (and, given `agent_key`, reports that key's fingerprint)."""
     try:
         with urllib.request.urlopen(agent_url.rstrip("/") + "/health", timeout=timeout) as r:
-            return r.status == 200
-    except OSError:
+            if r.status != 200:
+                return False
+            if agent_key is None:
+                return True
+            body = json.loads(r.read() or b"{}")
+            return isinstance(body, dict) and body.get("keyId") == key_id(agent_key)
+    except (OSError, ValueError):
         return False
 
 
@@ -341,15 +355,18 @@ def installed_version(target: SshTarget, public_key: str = "") -> str | None:
     return r.stdout.strip() or None
 
 
-def deploy_agent(target: SshTarget, settings: AgentSettings, home: Path, agent_url: str | None = None,
-                 force: bool = False, timeout: float = DEPLOY_TIMEOUT) -> DeployResult:
-    """Make the host run the current agent with these settings; a no-op when it already does.
+def deploy_agent(target: SshTarget, settings: AgentSettings, home: Path, agent_key: bytes,
+                 agent_url: str | None = None, force: bool = False,
+                 timeout: float = DEPLOY_TIMEOUT) -> DeployResult:
+    """Make the host run the current agent with these settings and `agent_key` (its key of the
+    agent protocol, kvmagent/auth.py); a no-op when it already does.
 
     `agent_url` is where the MN reaches the agent: with it (and not `force`), a matching VERSION
-    on the host and an answering agent skip Ansible. Raises ApiError naming the failed task.
+    on the host and an answering agent holding this key skip Ansible. Raises ApiError naming the
+    failed task.
     """
     with _host_lock(target.host):
-        return _deploy(target, settings, home, agent_url, force, timeout)
+        return _deploy(target, settings, home, agent_key, agent_url, force, timeout)
 
 
 _locks: dict[str, threading.Lock] = {}
@@ -362,12 +379,13 @@ def _host_lock(host: str) -> threading.Lock:
         return _locks.setdefault(host, threading.Lock())
 
 
-def _deploy(target: SshTarget, settings: AgentSettings, home: Path, agent_url: str | None, force: bool,
-            timeout: float) -> DeployResult:
+def _deploy(target: SshTarget, settings: AgentSettings, home: Path, agent_key: bytes, agent_url: str | None,
+            force: bool, timeout: float) -> DeployResult:
     started = time.monotonic()
     version = agent_version(settings)
     key_file, public_key = mn_key_pair(home)
-    if not force and agent_url and agent_answers(agent_url) and installed_version(target, public_key) == version:
+    if not force and agent_url and agent_answers(agent_url, agent_key=agent_key) \
+            and installed_version(target, public_key) == version:
         return DeployResult(skipped=True, changed=0, seconds=time.monotonic() - started)
     installer = installer_dir()
     with tempfile.TemporaryDirectory(prefix="zstack-deploy-") as d:
@@ -378,7 +396,7 @@ def _deploy(target: SshTarget, settings: AgentSettings, home: Path, agent_url: s
             target.host, target.port, target.username, target.password, key_file))))
         vars_file = tmp / "vars.json"
         vars_file.touch(mode=0o600)
-        vars_file.write_text(json.dumps(extra_vars(target, settings, version, archive, public_key)))
+        vars_file.write_text(json.dumps(extra_vars(target, settings, version, archive, public_key, agent_key)))
         argv = [ansible_playbook(), "-i", str(tmp / "inventory.yml"), "-e", f"@{vars_file}",
                 str(installer / PLAYBOOK)]
         try:

@@ -3,21 +3,23 @@ primary-storage types and backup-storage types (GetHypervisorTypes and its sibli
 
 A backup-storage type says how a host fetches an image from a storage of that type: the fields of
 CreateVolumeFromImageCmd that name where (`fetch_fields`: read inside a database session, no secret,
-since flow data holding them is journaled) and the secrets added only when the command is sent
-(`fetch_secrets`), so the VM flows never branch on the type.
+since flow data holding them is journaled) and the credential for that one transfer, added only
+while the command is sent (`fetch_credentials`: a context manager, which revokes it on exit,
+whatever happened), so the VM flows never branch on the type.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
 FetchFields = Callable[[Session, str], dict[str, Any]]          # (session, backup storage uuid) -> fields
-FetchSecrets = Callable[[dict[str, Any], Path], dict[str, Any]]  # (fields, MN home) -> fields + secrets
+# (ApiContext, fields) -> a context manager of the fields plus the transfer's credential
+FetchCredentials = Callable[[Any, dict[str, Any]], AbstractContextManager[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class PrimaryStorageType:
 class BackupStorageType:
     name: str  # BackupStorage.type, e.g. "SftpBackupStorage"
     fetch_fields: FetchFields | None = None
-    fetch_secrets: FetchSecrets | None = None
+    fetch_credentials: FetchCredentials | None = None
 
 
 T = TypeVar("T", HypervisorType, PrimaryStorageType, BackupStorageType)
@@ -85,7 +87,10 @@ def image_fetch_fields(s: Session, bs_type: str, bs_uuid: str) -> dict[str, Any]
     return t.fetch_fields(s, bs_uuid) if t is not None and t.fetch_fields is not None else {}
 
 
-def with_fetch_secrets(fields: dict[str, Any], home: Path) -> dict[str, Any]:
-    """The fields plus what the storage's type adds when the command is sent (e.g. a key)."""
+def fetch_credentials(ctx: Any, fields: dict[str, Any]) -> AbstractContextManager[dict[str, Any]]:
+    """`with fetch_credentials(ctx, fields) as sent:` the fields plus the credential the storage's
+    type issues for this transfer (e.g. a one-time SSH key), revoked when the block ends."""
     t = BACKUP_STORAGES.get(fields.get("backupStorageType"))
-    return t.fetch_secrets(fields, home) if t is not None and t.fetch_secrets is not None else fields
+    if t is None or t.fetch_credentials is None:
+        return nullcontext(fields)
+    return t.fetch_credentials(ctx, fields)

@@ -70,7 +70,8 @@ def start(config: MNConfig, worker: Worker = Worker()) -> RunningMN:
 
         # Simulated hosts and storages outlive MN restarts, as real ones would.
         simulator = start_in_thread(config.host, config.simulator_port,
-                                    state_file=Path(config.home) / "simulator-state.json")
+                                    state_file=Path(config.home) / "simulator-state.json",
+                                    key_file=config.agent_key_path)
         config.simulator_url = simulator.url
         log.info("embedded simulator listening on %s", simulator.url)
     elif config.embedded_simulator and not config.simulator_url:

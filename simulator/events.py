@@ -12,8 +12,11 @@ import logging
 import queue
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import urllib3
+
+from kvmagent.auth import AGENT_HEADER, sign
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +33,12 @@ class EventSender:
         self.failed = 0
         self.dropped = 0
 
-    def post(self, url: str, event: dict[str, Any]) -> bool:
-        """Queue `event` for POSTing to `url`; False when it had to be dropped."""
+    def post(self, url: str, event: dict[str, Any], key: bytes | None = None, sender: str = "") -> bool:
+        """Queue `event` for POSTing to `url`, signed with `key` as host `sender` when sent (None:
+        unsigned, which the MN refuses); False when it had to be dropped."""
         self._ensure_thread()
         try:
-            self._queue.put_nowait((url, event))
+            self._queue.put_nowait((url, event, key, sender))
         except queue.Full:
             self.dropped += 1
             log.warning("event queue full, dropping %s for %s", event, url)
@@ -45,7 +49,7 @@ class EventSender:
         if self._thread is None:
             return
         try:
-            self._queue.put((_STOP, None), timeout=timeout)
+            self._queue.put((_STOP, None, None, ""), timeout=timeout)
         except queue.Full:
             return
         self._thread.join(timeout)
@@ -67,13 +71,16 @@ class EventSender:
         http = urllib3.PoolManager(maxsize=4, retries=False,
                                    timeout=urllib3.Timeout(connect=self._timeout, read=self._timeout))
         while True:
-            url, event = self._queue.get()
+            url, event, key, sender = self._queue.get()
             if url is _STOP:
                 http.clear()
                 return
             try:
-                r = http.request("POST", url, body=json.dumps(event).encode(),
-                                 headers={"Content-Type": "application/json"})
+                body = json.dumps(event).encode()
+                headers = {"Content-Type": "application/json", AGENT_HEADER: sender}
+                if key is not None:
+                    headers.update(sign(key, "POST", urlsplit(url).path, body, headers))
+                r = http.request("POST", url, body=body, headers=headers)
                 if r.status >= 400:
                     raise urllib3.exceptions.HTTPError(f"HTTP {r.status}")
                 self.sent += 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from kvmagent.auth import DerivedKeys
 from kvmagent.protocol import VM_PAUSED, VM_RUNNING, VM_STOPPED, VM_UNKNOWN, HostEvent, to_wire
 from simulator.events import EventSender
 from simulator.faults import FaultTable
@@ -75,6 +76,14 @@ class SimState:
         self.calls = CallCounter()
         self.stopping = threading.Event()  # set on shutdown: wakes commands sleeping in a fault
         self._registry = threading.Lock()
+        self.keys: DerivedKeys | None = None  # from the MN's master key: every target's key
+        self.key_file: str | None = None  # where that master key is
+        self.agent_urls: dict[str, str] = {}  # target uuid -> the agent URL its last signed command came to
+
+    def signing_key(self, uuid: str) -> bytes | None:
+        """The key a target signs its events and replies with: that of the URL the MN reaches it at."""
+        url = self.agent_urls.get(uuid)
+        return self.keys.key_for(url) if self.keys is not None and url else None
 
     # ---- lookups (raise SimError, which a command turns into a failure reply) ----------------
 
@@ -232,7 +241,7 @@ class SimState:
             return False
         event = HostEvent(hostUuid=h.uuid, type="VmStateChanged", vmUuid=vm_uuid, state=state,
                           reason="changed out of band by the simulator")
-        return self.events.post(url, to_wire(event))
+        return self.events.post(url, to_wire(event), self.signing_key(h.uuid), h.uuid)
 
     # ---- indexes (callers hold the lock of the host concerned) -------------------------------
 

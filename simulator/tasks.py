@@ -15,8 +15,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from urllib.parse import urlsplit
 
 import urllib3
+
+from kvmagent.auth import sign
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +36,10 @@ class AsyncTasks:
         self.lost = 0
 
     def submit(self, run: Callable[[], bytes], task_uuid: str, callback_url: str,
-               within: float = 0.0) -> bytes | None:
+               within: float = 0.0, key: bytes | None = None) -> bytes | None:
         """Run `run` (which returns the reply body) on a worker. Its reply if it ended within
         `within` seconds (sent inline by the caller); otherwise None, and the reply is delivered to
-        `callback_url` when ready. Exactly one of the two happens."""
+        `callback_url` when ready, signed with `key` (the target's). Exactly one of the two happens."""
         future = self._pool.submit(self._guarded, run, task_uuid)
         if within > 0:
             try:
@@ -45,7 +48,7 @@ class AsyncTasks:
                 return body
             except FutureTimeout:
                 pass
-        future.add_done_callback(lambda f: self._deliver(f.result(), task_uuid, callback_url))
+        future.add_done_callback(lambda f: self._deliver(f.result(), task_uuid, callback_url, key))
         return None
 
     @staticmethod
@@ -56,11 +59,13 @@ class AsyncTasks:
             log.exception("async task %s failed", task_uuid)
             return json.dumps({"success": False, "error": f"internal simulator error: {exc}"}).encode()
 
-    def _deliver(self, body: bytes, task_uuid: str, callback_url: str) -> None:
+    def _deliver(self, body: bytes, task_uuid: str, callback_url: str, key: bytes | None = None) -> None:
         for attempt in range(3):
+            headers = {"Content-Type": "application/json", "taskuuid": task_uuid}
+            if key is not None:  # signed afresh at each attempt: a retry is not a replay
+                headers.update(sign(key, "POST", urlsplit(callback_url).path, body, headers))
             try:
-                r = self._http.request("POST", callback_url, body=body,
-                                       headers={"Content-Type": "application/json", "taskuuid": task_uuid})
+                r = self._http.request("POST", callback_url, body=body, headers=headers)
                 if r.status < 500:
                     self.delivered += 1
                     return

@@ -117,11 +117,15 @@ def agent_plugins() -> str:
 def agent_process(workdir: Path, acceleration: str = "tcg") -> Iterator[AgentProcess]:
     """A `zstack-kvmagent` from this checkout on a free loopback port, stopped on exit. State,
     console logs and the agent's log (`agent.log`) live in `workdir` (a restart reuses them)."""
+    from integration.agent_keys import write_agent_key
+
     port = free_port()
     state, console, log_file = workdir / "state", workdir / "console", workdir / "agent.log"
     state.mkdir(parents=True, exist_ok=True)
+    key = write_agent_key(f"http://127.0.0.1:{port}", workdir / "agent.key")  # the test run's MN key derives it
     env = {**os.environ, "PYTHONPATH": str(REPO), "ZSTACK_AGENT_CONFIG": str(workdir / "none.properties"),
-           "ZSTACK_AGENT_CONSOLE_LOG_DIR": str(console), "ZSTACK_AGENT_PLUGINS": agent_plugins()}
+           "ZSTACK_AGENT_CONSOLE_LOG_DIR": str(console), "ZSTACK_AGENT_PLUGINS": agent_plugins(),
+           "ZSTACK_AGENT_KEY_FILE": str(key)}
     with open(log_file, "ab") as out:
         proc = subprocess.Popen([AGENT_PYTHON, "-m", "kvmagent.server", "--host", "127.0.0.1", "--port", str(port),
                                  "--acceleration", acceleration, "--state-dir", str(state)],
@@ -184,8 +188,11 @@ def second_libvirt_host(workdir: Path, acceleration: str = "tcg") -> Iterator[Se
     subnet = 100 + int(tag[:2], 16) % 100
     ip_here, ip_there = f"10.251.{subnet}.1", f"10.251.{subnet}.2"
     root = workdir / "host2"
+    from integration.agent_keys import write_agent_key
+
     for d in ("lib/qemu", "log/qemu", "cache", "state", "console"):
         (root / d).mkdir(parents=True, exist_ok=True)
+    write_agent_key(f"http://{ip_there}:7070", root / "agent.key")
     (root / "libvirtd.conf").write_text(f'listen_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\nlisten_addr = "{ip_there}"\n')
     (root / "qemu.conf").write_text(Path("/etc/libvirt/qemu.conf").read_text() + "\ncgroup_controllers = [ ]\n")
     (root / "run.sh").write_text(f"""set -e
@@ -198,7 +205,7 @@ mount --bind {root}/qemu.conf /etc/libvirt/qemu.conf
 virtlogd -d
 libvirtd -d --listen -f {root}/libvirtd.conf
 export PYTHONPATH={REPO} ZSTACK_AGENT_CONFIG={root}/none.properties ZSTACK_AGENT_CONSOLE_LOG_DIR={root}/console
-export ZSTACK_AGENT_PLUGINS={agent_plugins()}
+export ZSTACK_AGENT_PLUGINS={agent_plugins()} ZSTACK_AGENT_KEY_FILE={root}/agent.key
 exec {AGENT_PYTHON} -m kvmagent.server --host {ip_there} --port 7070 --acceleration {acceleration} \\
     --state-dir {root}/state >>{root}/agent.log 2>&1
 """)

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from integration.agent_keys import signed_client
 from kvmagent import protocol as p
 from mn.agent import AgentClient
 from mn.errors import AGENT_ERROR, ApiError
@@ -99,7 +100,7 @@ def agent() -> Iterator[Agent]:
 
 @pytest.fixture(scope="module")
 def client() -> AgentClient:
-    return AgentClient(timeout=120)
+    return signed_client(timeout=120)
 
 
 def send(client: AgentClient, agent: Agent, cmd: Any, reply_cls: type | None = None) -> Any:
@@ -364,7 +365,7 @@ def test_primary_storage(client: AgentClient, agent: Agent, ps: tuple[str, Path]
     wrong = root.parent / "not-authorized-key"
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong))
     refused(client, agent, from_image(ps_uuid, bs_uuid, other, img.installPath, user, wrong.read_text()),
-            "scp", "Permission denied")
+            "ssh", "Permission denied")
     refused(client, agent, from_image(ps_uuid, bs_uuid, other, img.installPath, user, None), "sshKey")
     simulated = p.CreateVolumeFromImageCmd(psUuid=ps_uuid, volumeUuid=new_uuid(), imageUuid=other,
                                            imageInstallPath=img.installPath, backupStorageUuid=bs_uuid)
@@ -414,3 +415,32 @@ def test_primary_storage(client: AgentClient, agent: Agent, ps: tuple[str, Path]
         send(client, agent, p.DeleteVolumeCmd(psUuid=ps_uuid, installPath=path))  # idempotent
     assert list((root / "rootVolumes").iterdir()) == [] and list((root / "dataVolumes").iterdir()) == []
     assert cache.exists()  # the cache outlives the volumes
+
+
+def test_a_transfer_key_reads_one_image_until_revoked(client: AgentClient, agent: Agent, ps: tuple[str, Path],
+                                                      bs: tuple[str, Path], source_image: Path,
+                                                      ssh_login: tuple[str, str]) -> None:
+    """What the MN does for an SFTP fetch (zstack_plugins/sftp/protocol.py): the storage's agent
+    issues a key for one image, the host fetches with it, the key is revoked and then refused."""
+    from zstack_plugins.sftp.protocol import IssueTransferKeyCmd, IssueTransferKeyRsp, RevokeTransferKeyCmd
+
+    ps_uuid, root = ps
+    bs_uuid, _ = bs
+    user, _ = ssh_login
+    image = new_uuid()
+    img = send(client, agent, p.DownloadImageCmd(bsUuid=bs_uuid, imageUuid=image, url=str(source_image)),
+               p.DownloadImageRsp)
+    refused(client, agent, IssueTransferKeyCmd(bsUuid=bs_uuid, username=user, installPath="/etc/shadow"),
+            "not inside")
+    key = send(client, agent, IssueTransferKeyCmd(bsUuid=bs_uuid, username=user, installPath=img.installPath),
+               IssueTransferKeyRsp)
+    assert key.keyId and "PRIVATE KEY" in key.privateKey
+    send(client, agent, from_image(ps_uuid, bs_uuid, image, img.installPath, user, key.privateKey, size=GiB),
+         p.VolumeRsp)
+    assert (root / "imagecache" / f"{image}.qcow2").read_bytes() == source_image.read_bytes()
+    send(client, agent, RevokeTransferKeyCmd(bsUuid=bs_uuid, username=user, keyId=key.keyId))
+    send(client, agent, RevokeTransferKeyCmd(bsUuid=bs_uuid, username=user, keyId=key.keyId))  # idempotent
+    refused(client, agent, from_image(ps_uuid, bs_uuid, new_uuid(), img.installPath, user, key.privateKey),
+            "Permission denied")
+    home = Path(os.path.expanduser(f"~{user}"))
+    assert key.keyId not in (home / ".ssh" / "authorized_keys").read_text()

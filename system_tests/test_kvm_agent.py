@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from integration.agent_conformance import mac, new_uuid, refused, send
+from integration.agent_keys import signed_client
 from kvmagent import events
 from kvmagent import protocol as p
 from mn.agent import AgentClient
@@ -145,7 +146,7 @@ def env() -> Iterator[Env]:
         sh("ip", "link", "add", iface, "type", "veth", "peer", "name", f"{iface}p")
         stack.callback(subprocess.run, ["ip", "link", "del", iface], capture_output=True)
         sh("ip", "link", "set", iface, "up")
-        e = Env(root, AgentClient(timeout=180), new_uuid(), new_uuid(), new_uuid(), p.bridge_name(new_uuid()),
+        e = Env(root, signed_client(timeout=180), new_uuid(), new_uuid(), new_uuid(), p.bridge_name(new_uuid()),
                 f"http://127.0.0.1:{server.server_address[1]}/events", sink.received,
                 {"backupStorageType": "SftpBackupStorage", "backupStorageHostname": "127.0.0.1",
                  "backupStorageUsername": user, "sshKey": key})

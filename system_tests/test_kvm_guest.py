@@ -111,8 +111,55 @@ def test_image_reaches_the_backup_storage(cloud_api, guest_image, sftp_bs):
     assert guest_image["size"] == image.DISK_MIB * MiB
 
 
-def test_a_real_guest_through_its_whole_life(cloud_api, kvm_zone, kvm_cluster, kvm_host, local_ps,
-                                             guest_image, offering, veth, report):
+def _record_agent_bodies(cloud_mn, monkeypatch) -> list[bytes]:
+    """Every command body the MN's AgentClient sends from now on (observed, then sent as is)."""
+    agents = cloud_mn.services.agents
+    sent: list[bytes] = []
+    real = agents._post
+
+    def post(base_url, path, cmd, timeout, headers):  # noqa: ANN001, ANN202
+        sent.append(json.dumps(cmd or {}).encode())
+        return real(base_url, path, cmd, timeout, headers)
+
+    monkeypatch.setattr(agents, "_post", post)
+    return sent
+
+
+def _forgeries_are_refused(cloud_mn, kvm_host: dict, vm: dict) -> None:
+    """An unsigned destroy to the real agent and a forged VmStateChanged to the MN change nothing."""
+    import urllib3
+
+    from kvmagent import auth
+
+    http = urllib3.PoolManager(retries=False, timeout=30)
+    body = json.dumps({"uuid": vm["uuid"], "hostUuid": kvm_host["uuid"]}).encode()
+    r = http.request("POST", f"{kvm_host_agent_url(cloud_mn, kvm_host)}/vm/destroy", body=body,
+                     headers={"Content-Type": "application/json"})
+    assert r.status == 401 and json.loads(r.data)["success"] is False, r.data
+    event = json.dumps({"hostUuid": kvm_host["uuid"], "type": "VmStateChanged", "vmUuid": vm["uuid"],
+                        "state": "Stopped"}).encode()
+    forged = auth.sign(bytes(32), "POST", "/agent/events", event, {auth.AGENT_HEADER: kvm_host["uuid"]})
+    for headers in ({}, {auth.AGENT_HEADER: kvm_host["uuid"], **forged}):
+        r = http.request("POST", f"{cloud_mn.url}/agent/events", body=event,
+                         headers={"Content-Type": "application/json", **headers})
+        assert r.status == 401 and json.loads(r.data)["code"] == "ID.1000", r.data
+    time.sleep(1)
+    assert domain_state(vm["uuid"]) == "running"
+    with cloud_mn.services.db.ro() as s:
+        from mn.models import VmInstance
+
+        assert s.get(VmInstance, vm["uuid"]).state == "Running"
+
+
+def kvm_host_agent_url(cloud_mn, kvm_host: dict) -> str:
+    with cloud_mn.services.db.ro() as s:
+        from mn.models import Host
+
+        return s.get(Host, kvm_host["uuid"]).agentUrl
+
+
+def test_a_real_guest_through_its_whole_life(cloud_api, cloud_mn, kvm_zone, kvm_cluster, kvm_host, local_ps,
+                                             guest_image, offering, veth, report, monkeypatch):
     api = cloud_api
     l2 = api.call("CreateL2NoVlanNetwork", name=uniq("flat-l2"), zoneUuid=kvm_zone["uuid"],
                   physicalInterface=veth)["inventory"]
@@ -125,13 +172,23 @@ def test_a_real_guest_through_its_whole_life(cloud_api, kvm_zone, kvm_cluster, k
         api.call("AddIpRange", l3NetworkUuid=l3["uuid"], name=uniq("range"), startIp="10.251.0.10",
                  endIp="10.251.0.20", netmask="255.255.255.0", gateway="10.251.0.1")
 
-        # create: a Running VM whose guest really boots under TCG, on our bridge
+        # create: a Running VM whose guest really boots under TCG, on our bridge, from the SFTP
+        # image fetched with a key issued for that transfer (never the MN's own key)
+        sent = _record_agent_bodies(cloud_mn, monkeypatch)
         t0 = time.monotonic()
         vm = api.call("CreateVmInstance", name=uniq("guest"), instanceOfferingUuid=offering["uuid"],
                       imageUuid=guest_image["uuid"], l3NetworkUuids=[l3["uuid"]])["inventory"]
         created = time.monotonic() - t0
         made["vm"] = vm["uuid"]
         assert vm["state"] == "Running" and vm["hostUuid"] == kvm_host["uuid"]
+        from mn.ssh import mn_key_pair
+
+        mn_private = mn_key_pair(cloud_mn.services.config.home)[0].read_text().strip()
+        fetches = [json.loads(b) for b in sent if b'"backupStorageType": "SftpBackupStorage"' in b]
+        assert fetches and all(f["sshKey"] and f["sshKey"].strip() != mn_private for f in fetches)
+        secret_lines = mn_private.splitlines()[2:-1]  # the key material (line 1 is the same for every key)
+        assert secret_lines and not any(x.encode() in b for x in secret_lines for b in sent)
+        _forgeries_are_refused(cloud_mn, kvm_host, vm)
         assert vm["vmNics"][0]["ip"].startswith("10.251.0.")
         assert domain_state(vm["uuid"]) == "running"
         assert "type='qemu'" in virsh("dumpxml", vm["uuid"]).stdout, "the domain must be TCG (type qemu)"

@@ -86,23 +86,52 @@ def test_sftp_backup_storage_and_an_image_from_a_local_file(cloud_api, sftp_bs, 
     assert inv["status"] == "Connected"
 
 
-def test_the_mn_key_reaches_the_sftp_host_as_hosts_will_fetch_images(cloud_mn, sftp_bs, kvm_login, tmp_path):
-    from zstack_plugins.sftp.backup_storage import image_fetch_fields, with_fetch_key
+def test_hosts_fetch_sftp_images_with_a_one_image_key_revoked_after(cloud_api, cloud_mn, sftp_bs, kvm_login,
+                                                                     tmp_path):
+    """The key a host gets reads that one image and nothing else, and no longer works once the
+    transfer ended; it is never the MN's own key."""
+    from mn.context import ApiContext
+    from mn.ssh import mn_key_pair
+    from zstack_plugins.sftp.backup_storage import image_fetch_fields, transfer_key
 
+    src = tmp_path / "one.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(src), "16M"], check=True, timeout=60)
+    img = cloud_api.call("AddImage", name=uniq("one"), url=f"file://{src}", format="qcow2",
+                         backupStorageUuids=[sftp_bs["uuid"]])["inventory"]
+    path = img["backupStorageRefs"][0]["installPath"]
     with cloud_mn.services.db.ro() as s:
         fields = image_fetch_fields(s, sftp_bs["uuid"])
     assert "sshKey" not in fields  # no secret in what flows keep; added when a command is sent
-    f = with_fetch_key(fields, cloud_mn.services.config.home)
-    assert f["backupStorageType"] == "SftpBackupStorage" and f["backupStorageHostname"] == "127.0.0.1"
-    assert f["backupStorageUsername"] == kvm_login[0] and f["backupStorageSshPort"] == 22
+    fields.update(backupStorageUuid=sftp_bs["uuid"], imageInstallPath=path)
+    mn_private = mn_key_pair(cloud_mn.services.config.home)[0].read_text()
     key = tmp_path / "key"
-    key.write_text(f["sshKey"])
-    key.chmod(0o600)
-    r = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
-                        "UserKnownHostsFile=/dev/null", "-i", str(key), f"{kvm_login[0]}@127.0.0.1",
-                        f"test -r {sftp_bs['url']}/images && echo readable"],
-                       capture_output=True, text=True, timeout=60)
-    assert r.stdout.strip() == "readable", r.stderr
+
+    def ssh(command: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
+                               "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-i", str(key),
+                               f"{kvm_login[0]}@127.0.0.1", command], capture_output=True, timeout=60)
+
+    with transfer_key(ApiContext(cloud_mn.services), fields) as f:
+        assert f["sshKey"] and f["sshKey"].strip() != mn_private.strip() and mn_private not in str(f)
+        assert f["backupStorageUsername"] == kvm_login[0] and f["backupStorageSshPort"] == 22
+        key.write_text(f["sshKey"])
+        key.chmod(0o600)
+        assert ssh(f"cat -- {path}").stdout == Path(path).read_bytes()
+        assert ssh("cat /etc/hostname; id").stdout == Path(path).read_bytes()  # the forced command only
+    r = ssh(f"cat -- {path}")
+    assert r.returncode != 0 and b"Permission denied" in r.stderr  # revoked
+    home = Path(f"~{kvm_login[0]}").expanduser()
+    assert "zstack-transfer-" not in (home / ".ssh" / "authorized_keys").read_text()
+    cloud_api.call("DeleteImage", uuid=img["uuid"])
+
+
+def test_the_agent_key_is_private_and_the_agent_listens_on_the_management_address(kvm_host):
+    import stat
+
+    key = Path("/etc/zstack/kvmagent.key")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and key.stat().st_uid == 0
+    props = Path("/etc/zstack/kvmagent.properties").read_text()
+    assert f"host = {kvm_host['managementIp']}" in props and "key_file = /etc/zstack/kvmagent.key" in props
 
 
 def test_local_storage_capacity_follows_detach_and_attach(cloud_api, local_ps, kvm_cluster, kvm_host):

@@ -238,7 +238,7 @@ _IMAGE_SOURCE = (
 def image_source(s: Session, image_uuid: str, zone_uuid: str) -> dict[str, Any]:
     """The CreateVolumeFromImageCmd fields naming a Ready copy of the image in the zone: its
     backup storage, path and agent, and where a host fetches it (what the storage's type says:
-    resource_types.image_fetch_fields; secrets are added at sending time, with_fetch_secrets)."""
+    resource_types.image_fetch_fields; the transfer's credential is added while the command is sent, fetch_credentials)."""
     row = s.connection().execute(_IMAGE_SOURCE, {"image": image_uuid, "zone": zone_uuid}).first()
     if row is None:
         raise invalid(f"ImageVO[uuid:{image_uuid}] has no Ready copy on a connected backup storage "
@@ -254,17 +254,17 @@ def _root_volume(ctx: ApiContext, data: CreateVmData) -> None:
     vol_uuid = data.root_volume_uuid
     where = data.place(vol_uuid)
     if plan.image.media_type == "ISO":
-        cmd: Any = CreateEmptyVolumeCmd(psUuid=where.ps, volumeUuid=vol_uuid, size=plan.root_size,
-                                        hostUuid=where.host, installPath=where.path)
+        rsp = ctx.agents.send(where.url, CreateEmptyVolumeCmd(psUuid=where.ps, volumeUuid=vol_uuid, size=plan.root_size,
+                                                              hostUuid=where.host, installPath=where.path), VolumeRsp)
     else:
         source = data.take_source()  # read by allocate when it started the VM
         if source is None:
             with ctx.db.ro() as s:
                 source = image_source(s, plan.image.uuid, data.zone)
-        cmd = CreateVolumeFromImageCmd(psUuid=where.ps, volumeUuid=vol_uuid, imageUuid=plan.image.uuid,
-                                       size=plan.root_size, hostUuid=where.host, installPath=where.path,
-                                       **resource_types.with_fetch_secrets(source, ctx.config.home))
-    rsp = ctx.agents.send(where.url, cmd, VolumeRsp)
+        with resource_types.fetch_credentials(ctx, source) as fetch:
+            rsp = ctx.agents.send(where.url, CreateVolumeFromImageCmd(
+                psUuid=where.ps, volumeUuid=vol_uuid, imageUuid=plan.image.uuid, size=plan.root_size,
+                hostUuid=where.host, installPath=where.path, **fetch), VolumeRsp)
     _installed(data, vol_uuid, where, plan.root_size, rsp)
 
 

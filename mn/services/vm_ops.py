@@ -154,12 +154,13 @@ def instantiate_volume(ctx: ApiContext, vol_uuid: str, cluster_uuid: str, host_u
 
         with ctx.db.ro() as s:
             source = image_source(s, image.uuid, vm.zoneUuid)
-        cmd: Any = CreateVolumeFromImageCmd(psUuid=ps_uuid, volumeUuid=vol_uuid, imageUuid=image.uuid,
-                                            size=vol.size, hostUuid=host_uuid,
-                                            **resource_types.with_fetch_secrets(source, ctx.config.home))
+        with resource_types.fetch_credentials(ctx, source) as fetch:
+            rsp = ctx.agents.send(url, CreateVolumeFromImageCmd(psUuid=ps_uuid, volumeUuid=vol_uuid,
+                                                                imageUuid=image.uuid, size=vol.size,
+                                                                hostUuid=host_uuid, **fetch), VolumeRsp)
     else:
-        cmd = CreateEmptyVolumeCmd(psUuid=ps_uuid, volumeUuid=vol_uuid, size=vol.size, hostUuid=host_uuid)
-    rsp = ctx.agents.send(url, cmd, VolumeRsp)
+        rsp = ctx.agents.send(url, CreateEmptyVolumeCmd(psUuid=ps_uuid, volumeUuid=vol_uuid, size=vol.size,
+                                                        hostUuid=host_uuid), VolumeRsp)
     rec["path"] = rsp.installPath
     with ctx.db.tx() as s:
         s.execute(update(Volume).where(Volume.uuid == vol_uuid).values(

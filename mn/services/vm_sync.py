@@ -51,7 +51,11 @@ def apply_reported_state(ctx: ApiContext, vm_uuid: str, host_uuid: str, reported
     stopped = False
     with ctx.db.tx() as s:
         vm = s.get(VmInstance, vm_uuid)
-        if vm is None or vm.hostUuid != host_uuid or vm.state in TRANSITIONAL:
+        if vm is not None and vm.hostUuid != host_uuid:
+            log.warning("host %s reported VM %s as %s, but the VM is on host %s: ignored", host_uuid, vm_uuid,
+                        reported or "gone", vm.hostUuid)
+            return
+        if vm is None or vm.state in TRANSITIONAL:
             return
         if reported in (None, STOPPED) and vm.state in (RUNNING, PAUSED, UNKNOWN):
             log.warning("VM %s is %s on host %s; marking it Stopped", vm_uuid, reported or "gone", host_uuid)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kvmagent.auth import key_id
 from mn.deploy import (
     INSTALL_DIR,
     AgentSettings,
@@ -43,16 +44,24 @@ def test_inventory_has_the_login_but_never_the_password(tmp_path):
     assert "s3cret" not in json.dumps(inv)
 
 
-def test_extra_vars_carry_settings_version_password_and_become(tmp_path):
+def test_extra_vars_carry_settings_version_password_key_and_become(tmp_path):
     s = AgentSettings(port=7171, acceleration="tcg", libvirt=False)
-    v = extra_vars(SshTarget("h", 22, "admin", "pw"), s, "abc", tmp_path / "a.tgz", "ssh-ed25519 AAAA mn")
+    key = bytes(range(32))
+    v = extra_vars(SshTarget("h", 22, "admin", "pw"), s, "abc", tmp_path / "a.tgz", "ssh-ed25519 AAAA mn", key)
     assert v == {"kvmhost_port": 7171, "kvmhost_acceleration": "tcg", "kvmhost_libvirt": False,
                  "kvmhost_install_dir": INSTALL_DIR, "kvmhost_plugins": "", "kvmhost_agent_version": "abc",
+                 "kvmhost_listen_override": "", "kvmhost_listen_address": "h",
+                 "kvmhost_agent_key": key.hex(), "kvmhost_agent_key_id": key_id(key),
                  "kvmhost_agent_packages": ["kvmagent", "zstack_plugins"],
                  "kvmhost_agent_archive": str(tmp_path / "a.tgz"), "kvmhost_mn_public_key": "ssh-ed25519 AAAA mn",
                  "kvmhost_become": True, "ansible_password": "pw"}
-    root = extra_vars(SshTarget("h", 22, "root"), s, "abc", tmp_path / "a.tgz", "")
+    root = extra_vars(SshTarget("h", 22, "root"), AgentSettings(listen="0.0.0.0"), "abc", tmp_path / "a.tgz", "", key)
     assert root["kvmhost_become"] is False and "ansible_password" not in root
+    assert root["kvmhost_listen_address"] == "0.0.0.0"  # the explicit override (kvm/agent.listenAddress)
+
+
+def test_agent_version_follows_the_listen_override():
+    assert agent_version(AgentSettings(listen="0.0.0.0")) != agent_version(AgentSettings())
 
 
 def test_agent_settings_name_the_plugins_that_run_on_hosts():

@@ -27,7 +27,7 @@ from simulator.dispatch import PRIMARY as SIM_PRIMARY
 from simulator.dispatch import run_command
 from simulator.state import SimState
 from zstack_plugins.local_storage.agent import cache_path, snapshot_path, volume_dir, volume_path
-from zstack_plugins.sftp.agent import SFTP, scp_source
+from zstack_plugins.sftp.agent import SFTP, ssh_address
 
 GiB = 2**30
 
@@ -66,9 +66,9 @@ def test_unsafe_uuids_refused(value: object) -> None:
         check_uuid(value, "volumeUuid")
 
 
-def test_scp_source_brackets_ipv6() -> None:
-    assert scp_source("u", "10.0.0.2", "/bs/images/i.qcow2") == "u@10.0.0.2:/bs/images/i.qcow2"
-    assert scp_source("u", "fd00::2", "/i") == "u@[fd00::2]:/i"
+def test_ssh_address() -> None:
+    assert ssh_address("u", "10.0.0.2") == "u@10.0.0.2"
+    assert ssh_address("u", "fd00::2") == "u@fd00::2"  # ssh takes IPv6 unbracketed
 
 
 def test_volume_dir_accepts_volumes_of_this_storage_only(tmp_path: Path) -> None:

@@ -14,16 +14,19 @@ from typing import Any
 
 import pytest
 
+from kvmagent import auth, events, host
 from kvmagent import config as agent_config
-from kvmagent import events, host
 from kvmagent import protocol as p
 from kvmagent.server import AgentServer, serve
+
+KEY = bytes(range(32))
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[AgentServer]:
+    auth.write_key_file(tmp_path / "agent.key", KEY)
     cfg = agent_config.AgentConfig(host="127.0.0.1", port=0, acceleration="tcg", state_dir=str(tmp_path / "state"),
-                                   console_log_dir=str(tmp_path / "console"))
+                                   console_log_dir=str(tmp_path / "console"), key_file=str(tmp_path / "agent.key"))
     s = serve(cfg)
     threading.Thread(target=s.serve_forever, daemon=True).start()
     yield s
@@ -35,9 +38,18 @@ def url(s: AgentServer, path: str) -> str:
     return f"http://127.0.0.1:{s.server_address[1]}{path}"
 
 
-def post(s: AgentServer, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+def post(s: AgentServer, path: str, body: Any, headers: dict[str, str] | None = None,
+         key: bytes | None = KEY) -> tuple[int, dict[str, Any]]:
+    """POST, signed with `key` as the MN does (None: unsigned)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(url(s, path), data=data, method="POST", headers=headers or {})
+    headers = dict(headers or {})
+    if key is not None:
+        headers.update(auth.sign(key, "POST", path, data, headers))
+    return raw_post(s, path, data, headers)
+
+
+def raw_post(s: AgentServer, path: str, data: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url(s, path), data=data, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
@@ -46,11 +58,15 @@ def post(s: AgentServer, path: str, body: Any, headers: dict[str, str] | None = 
 
 
 class _Callback(http.server.BaseHTTPRequestHandler):
+    """An MN stand-in: records the replies it gets, each only if signed with the agent's key."""
+
     got: queue.Queue[tuple[str | None, dict[str, Any]]]
+    verifier = auth.Verifier()
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).got.put((self.headers.get("taskuuid"), body))
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        self.verifier.verify(KEY, "POST", self.path, raw, self.headers.get)  # raises (no reply) when forged
+        type(self).got.put((self.headers.get("taskuuid"), json.loads(raw)))
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -109,6 +125,42 @@ def test_async_form_posts_the_reply_to_the_callback(server: AgentServer, callbac
     assert task == "t-2" and reply["success"] is False and "stop type 'sideways'" in reply["error"]
 
 
+def test_unsigned_forged_stale_and_replayed_commands_are_refused_before_they_run(server: AgentServer) -> None:
+    body = json.dumps({"uuid": "vm-1", "hostUuid": "h"}).encode()
+    status, r = raw_post(server, p.DestroyVmCmd.PATH, body, {})
+    assert status == 401 and r["success"] is False and r["code"] == "ID.1000" and "not signed" in r["error"]
+    status, r = post(server, p.DestroyVmCmd.PATH, {"uuid": "vm-1"}, key=bytes(32))  # another agent's key
+    assert status == 401 and "signature does not match" in r["error"]
+    old = auth.sign(KEY, "POST", p.EchoCmd.PATH, b"{}", now=1_000_000.0)
+    status, r = raw_post(server, p.EchoCmd.PATH, b"{}", old)
+    assert status == 401 and "timestamp" in r["error"]
+    signed = auth.sign(KEY, "POST", p.EchoCmd.PATH, b"{}")
+    assert raw_post(server, p.EchoCmd.PATH, b"{}", signed) == (200, {"success": True, "error": None})
+    status, r = raw_post(server, p.EchoCmd.PATH, b"{}", signed)
+    assert status == 401 and "replayed" in r["error"]
+    tampered = auth.sign(KEY, "POST", p.EchoCmd.PATH, b"{}")
+    status, r = raw_post(server, p.PingCmd.PATH, b"{}", tampered)  # signed for another path
+    assert status == 401 and "signature" in r["error"]
+
+
+def test_health_reports_the_key_fingerprint_only(server: AgentServer) -> None:
+    with urllib.request.urlopen(url(server, "/health"), timeout=5) as r:
+        health = json.loads(r.read())
+    assert health["keyId"] == auth.key_id(KEY) and KEY.hex() not in json.dumps(health)
+
+
+def test_an_agent_without_a_key_refuses_every_command(tmp_path: Path) -> None:
+    cfg = agent_config.AgentConfig(host="127.0.0.1", port=0, state_dir=str(tmp_path), key_file=str(tmp_path / "none"))
+    s = serve(cfg)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        status, r = post(s, p.EchoCmd.PATH, {})
+        assert status == 401 and "has no key" in r["error"]
+    finally:
+        s.shutdown()
+        s.server_close()
+
+
 def test_connect_is_remembered_across_restarts(tmp_path: Path) -> None:
     cfg = agent_config.AgentConfig(port=0, host="127.0.0.1", state_dir=str(tmp_path))
     first = serve(cfg)
@@ -126,6 +178,7 @@ def test_config_file_env_and_flags(tmp_path: Path) -> None:
     assert (cfg.port, cfg.acceleration, cfg.domain_type, cfg.console_log_dir, cfg.state_dir) == (
         7171, "tcg", "qemu", "/c", "/s")
     assert agent_config.load(str(tmp_path / "absent"), env={}).domain_type == "kvm"
+    assert agent_config.load(str(tmp_path / "absent"), env={}).host == "127.0.0.1"  # not every address
     f.write_text("colour = blue\n")
     with pytest.raises(ValueError, match="unknown settings"):
         agent_config.load(str(f), env={})

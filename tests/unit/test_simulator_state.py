@@ -38,7 +38,7 @@ class RecordingEvents:
     def __init__(self) -> None:
         self.posted: list[tuple[str, dict[str, Any]]] = []
 
-    def post(self, url: str, event: dict[str, Any]) -> bool:
+    def post(self, url: str, event: dict[str, Any], key: bytes | None = None, sender: str = "") -> bool:
         self.posted.append((url, event))
         return True
 

@@ -93,7 +93,7 @@ def deploy(ctx: ApiContext, host_uuid: str, force: bool = False) -> None:
     with ctx.db.ro() as s:
         h = get_or_404(s, KVMHost, host_uuid)
         target, url = ssh_target(h, h.managementIp), agent_url(h.managementIp, settings.port)
-    deploy_agent(target, settings, ctx.config.home, agent_url=url, force=force)
+    deploy_agent(target, settings, ctx.config.home, ctx.agents.key_for(url), agent_url=url, force=force)
     with ctx.db.tx() as s:
         s.execute(update(Host).where(Host.uuid == host_uuid).values(agentUrl=url))
         s.execute(update(KVMHost).where(KVMHost.uuid == host_uuid).values(agentVersion=agent_version(settings)))

@@ -1,7 +1,8 @@
 """SFTP backup storage, as in ZStack: images are files in a directory (`url`) of the backup-storage
 host, whose agent (this same zstack-kvmagent) serves these commands; KVM hosts then fetch an image
-over SCP with the SSH login the MN passes them: the fetcher of type SftpBackupStorage registered
-here (kvmagent.storage.image_fetcher), used by the hosts' primary storage.
+over SSH with a key this agent issued for that one transfer (zstack_plugins/sftp/protocol.py):
+the fetcher of type SftpBackupStorage registered here (kvmagent.storage.image_fetcher), used by
+the hosts' primary storage.
 
 Layout: `<url>/images/<imageUuid>.<qcow2|raw|iso>`. A download takes an http(s):// URL, a file://
 URL or an absolute path on this host. Invariants: an image appears under its final name only once
@@ -16,9 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
+import re
+import secrets
+import shlex
 import shutil
 import socket
+import subprocess
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -41,6 +49,7 @@ from kvmagent.storage import (
     storage_dir,
     verify_image,
 )
+from zstack_plugins.sftp.protocol import IssueTransferKeyCmd, IssueTransferKeyRsp, RevokeTransferKeyCmd
 
 SFTP = "SftpBackupStorage"
 FETCH_TIMEOUT = 3600.0
@@ -178,34 +187,123 @@ def _delete(agent: Any, cmd: p.DeleteImageCmd) -> p.Reply:
     return delete(agent, cmd)
 
 
+# ---- per-transfer keys: what lets a host read one image ------------------------------------------
+
+KEY_MARK = "zstack-transfer-"
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._+-]+$")  # what may stand unquoted in a forced command
+_keys_lock = threading.Lock()
+
+
+def _authorized_keys(username: str) -> tuple[Path, int, int]:
+    """The login's authorized_keys, with the uid and gid that must own it."""
+    try:
+        pw = pwd.getpwnam(username)
+    except KeyError:
+        raise AgentError(f"the backup storage's login {username!r} is not a user of {socket.gethostname()}") from None
+    return Path(pw.pw_dir) / ".ssh" / "authorized_keys", pw.pw_uid, pw.pw_gid
+
+
+def _expired(line: str, now: str) -> bool:
+    m = re.search(r'expiry-time="(\d+)"', line)
+    return KEY_MARK in line and m is not None and m.group(1) < now
+
+
+def _rewrite_keys(username: str, edit: Any) -> None:
+    """Rewrite the login's authorized_keys through `edit(lines) -> lines`, dropping expired
+    transfer keys; atomic (a temporary file renamed), owned by the login, mode 0600."""
+    path, uid, gid = _authorized_keys(username)
+    now = time.strftime("%Y%m%d%H%M%S")
+    with _keys_lock:
+        lines = path.read_text().splitlines() if path.exists() else []
+        lines = [x for x in edit(lines) if not _expired(x, now)]
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700)
+            if os.geteuid() == 0:
+                os.chown(path.parent, uid, gid)
+        tmp = path.with_name(f".authorized_keys.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(x + "\n" for x in lines))
+        if os.geteuid() == 0:
+            os.chown(tmp, uid, gid)
+        os.replace(tmp, path)
+
+
+def issue_key(agent: Any, cmd: IssueTransferKeyCmd) -> IssueTransferKeyRsp:
+    """A fresh key pair whose public half the login accepts only to `cat` this one image, until
+    it is revoked or `seconds` pass (sshd's expiry-time)."""
+    root = storage_dir(agent, BACKUP, cmd.bsUuid)
+    image = inside(root / IMAGES_DIR, cmd.installPath, f"a transfer key of backup storage {cmd.bsUuid}")
+    if not image.is_file():
+        raise AgentError(f"no image {cmd.installPath} on backup storage {cmd.bsUuid}")
+    if not _SAFE_PATH.match(str(image)):
+        raise AgentError(f"image path {image} has characters a transfer key cannot name")
+    seconds = min(max(int(cmd.seconds), 30), int(FETCH_TIMEOUT))
+    key_id = secrets.token_hex(8)
+    with tempfile.TemporaryDirectory(prefix="zstack-transfer-") as d:
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", KEY_MARK + key_id, "-f", f"{d}/key"],
+            f"making a transfer key for image {cmd.installPath}")
+        private, public = Path(f"{d}/key").read_text(), Path(f"{d}/key.pub").read_text().strip()
+    expiry = time.strftime("%Y%m%d%H%M%S", time.localtime(time.time() + seconds))
+    line = f'restrict,command="cat -- {image}",expiry-time="{expiry}" {public}'
+    _rewrite_keys(cmd.username, lambda lines: [*lines, line])
+    return IssueTransferKeyRsp(keyId=key_id, privateKey=private)
+
+
+def revoke_key(agent: Any, cmd: RevokeTransferKeyCmd) -> p.Reply:
+    """Remove a transfer key (idempotent: a key already gone or expired is fine)."""
+    if not re.fullmatch(r"[0-9a-f]{1,64}", cmd.keyId or ""):
+        raise AgentError(f"{cmd.keyId!r} is not a transfer key id")
+    mark = f" {KEY_MARK}{cmd.keyId}"
+    _rewrite_keys(cmd.username, lambda lines: [x for x in lines if not x.endswith(mark)])
+    return p.Reply()
+
+
+@command(IssueTransferKeyCmd)
+def _issue_key(agent: Any, cmd: IssueTransferKeyCmd) -> IssueTransferKeyRsp:
+    return issue_key(agent, cmd)
+
+
+@command(RevokeTransferKeyCmd)
+def _revoke_key(agent: Any, cmd: RevokeTransferKeyCmd) -> p.Reply:
+    return revoke_key(agent, cmd)
+
+
 # ---- hosts fetching images from here ------------------------------------------------------------
 
-def scp_source(username: str, hostname: str, path: str) -> str:
-    """`user@host:path` for scp, with an IPv6 address in brackets."""
-    host = f"[{hostname}]" if ":" in hostname else hostname
-    return f"{username}@{host}:{path}"
+def ssh_address(username: str, hostname: str) -> str:
+    """`user@host` for ssh."""
+    return f"{username}@{hostname}"
 
 
 @image_fetcher(SFTP)
 def fetch_sftp(cmd: p.CreateVolumeFromImageCmd, dest: Path) -> None:
+    """Read the image over SSH with the transfer key in `sshKey` (whose forced command on the
+    storage is `cat` of that image) into `dest`."""
     missing = [n for n in ("backupStorageHostname", "backupStorageUsername", "sshKey") if not getattr(cmd, n)]
     if missing:
         raise AgentError(f"cannot fetch image {cmd.imageUuid} from SFTP backup storage {cmd.backupStorageUuid}: "
                          f"the command lacks {missing}")
-    source = scp_source(cmd.backupStorageUsername, cmd.backupStorageHostname, cmd.imageInstallPath)
-    with tempfile.TemporaryDirectory(prefix="zstack-scp-") as d:
+    what = f"fetching image {cmd.imageUuid} from SFTP backup storage {cmd.backupStorageUuid}"
+    with tempfile.TemporaryDirectory(prefix="zstack-ssh-") as d:
         key = Path(d) / "key"
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(cmd.sshKey.strip() + "\n")
-        args = ["scp", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+        args = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "IdentitiesOnly=yes",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR",
-                "-i", str(key), "-P", str(cmd.backupStorageSshPort), source, str(dest)]
+                "-i", str(key), "-p", str(cmd.backupStorageSshPort),
+                ssh_address(cmd.backupStorageUsername, cmd.backupStorageHostname),
+                f"cat -- {shlex.quote(cmd.imageInstallPath)}"]  # a transfer key's forced command wins
         try:
-            run(args, f"fetching image {cmd.imageUuid} from SFTP backup storage {cmd.backupStorageUuid}",
-                timeout=FETCH_TIMEOUT)
-        except AgentError as exc:
-            if "No such file" in str(exc):
-                raise AgentError(f"image {cmd.imageUuid} not found at {source} on backup storage "
-                                 f"{cmd.backupStorageUuid}: {exc}") from None
-            raise
+            with open(dest, "wb") as out:
+                r = subprocess.run(args, stdout=out, stderr=subprocess.PIPE, timeout=FETCH_TIMEOUT,
+                                   stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise AgentError(f"{what}: no end within {FETCH_TIMEOUT:.0f} s") from None
+        if r.returncode != 0:
+            err = r.stderr.decode(errors="replace").strip()
+            if "No such file" in err:
+                raise AgentError(f"image {cmd.imageUuid} not found at {cmd.imageInstallPath} on backup storage "
+                                 f"{cmd.backupStorageUuid}: {err}")
+            raise AgentError(f"{what} failed (ssh exit {r.returncode}): {err}")

@@ -3,7 +3,8 @@
 Images live in a directory (`url`) of an SSH host that runs zstack-kvmagent (deployed by the
 same Ansible role as on KVM hosts, without libvirt). Images are added with AddImage from an
 http(s):// URL, a file:// URL or an absolute path on that host (the agent fetches them); KVM
-hosts fetch them over SCP with the MN's key, which the deploy authorizes on the storage host.
+hosts fetch them over SSH with a key the storage's agent issues for that one transfer
+(`transfer_key`), never the MN's own.
 
 Invariants:
 - Adding is a flow: insert the rows (Connecting, with the SSH login), check the login, deploy
@@ -14,6 +15,9 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import update
@@ -29,10 +33,13 @@ from mn.models import BackupStorage
 from mn.resource_types import BACKUP_STORAGES, BackupStorageType
 from mn.services import backup_storage as bss
 from mn.services.common import add_tags, get_or_404, inventory, new_resource_uuid
-from mn.ssh import check_login, mn_key_pair
+from mn.ssh import check_login
 from zstack_plugins.sftp.models import SftpBackupStorage
+from zstack_plugins.sftp.protocol import IssueTransferKeyCmd, IssueTransferKeyRsp, RevokeTransferKeyCmd
 
+log = logging.getLogger(__name__)
 SFTP = "SftpBackupStorage"
+TRANSFER_KEY_SECONDS = 600  # a transfer key sshd still accepts this long after it was issued
 
 
 def _check_url(url: str) -> None:
@@ -77,7 +84,7 @@ def deploy(ctx: ApiContext, uuid: str) -> None:
     with ctx.db.ro() as s:
         bs = get_or_404(s, SftpBackupStorage, uuid)
         target, url = ssh_target(bs, bs.hostname), agent_url(bs.hostname, settings.port)
-    deploy_agent(target, settings, ctx.config.home, agent_url=url)
+    deploy_agent(target, settings, ctx.config.home, ctx.agents.key_for(url), agent_url=url)
     with ctx.db.tx() as s:
         s.execute(update(BackupStorage).where(BackupStorage.uuid == uuid).values(agentUrl=url))
 
@@ -147,7 +154,7 @@ def reconnect_sftp_backup_storage(ctx: ApiContext, msg: Msg) -> dict:
 
 def image_fetch_fields(s: Session, bs_uuid: str) -> dict[str, Any]:
     """The CreateVolumeFromImageCmd fields telling a host where to fetch an image from this
-    storage: its SSH address and login. No secret: with_fetch_key adds the key when the command
+    storage: its SSH address and login. No secret: transfer_key adds the key when the command
     is sent."""
     bs = s.get(SftpBackupStorage, bs_uuid)
     if bs is None:
@@ -156,13 +163,28 @@ def image_fetch_fields(s: Session, bs_uuid: str) -> dict[str, Any]:
             "backupStorageSshPort": int(bs.sshPort or 22), "backupStorageUsername": bs.username}
 
 
-def with_fetch_key(fields: dict[str, Any], home: Any) -> dict[str, Any]:
-    """The fields plus the MN's private key when the host fetches over SFTP (read at sending
-    time, so flow data, which is journaled, never holds it)."""
+@contextmanager
+def transfer_key(ctx: ApiContext, fields: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The fields plus a key the storage's agent issues for this one transfer (read-only, that one
+    image, expiring by itself: zstack_plugins/sftp/protocol.py), revoked when the block ends,
+    whatever happened. Never the MN's own key; flow data, which is journaled, never holds it."""
     if fields.get("backupStorageType") != SFTP:
-        return fields
-    key_file, _ = mn_key_pair(home)
-    return {**fields, "sshKey": key_file.read_text()}
+        yield fields
+        return
+    bs_uuid, username = fields["backupStorageUuid"], fields["backupStorageUsername"]
+    with ctx.db.ro() as s:
+        agent = get_or_404(s, SftpBackupStorage, bs_uuid).agentUrl
+    rsp: IssueTransferKeyRsp = ctx.agents.send(agent, IssueTransferKeyCmd(
+        bsUuid=bs_uuid, username=username, installPath=fields["imageInstallPath"],
+        seconds=TRANSFER_KEY_SECONDS), IssueTransferKeyRsp)
+    try:
+        yield {**fields, "sshKey": rsp.privateKey}
+    finally:
+        try:
+            ctx.agents.send(agent, RevokeTransferKeyCmd(bsUuid=bs_uuid, username=username, keyId=rsp.keyId))
+        except ApiError as exc:
+            log.warning("could not revoke transfer key %s on backup storage %s (it expires within %d s): %s",
+                        rsp.keyId, bs_uuid, TRANSFER_KEY_SECONDS, exc.details)
 
 
-BACKUP_STORAGES.register(BackupStorageType(SFTP, fetch_fields=image_fetch_fields, fetch_secrets=with_fetch_key))
+BACKUP_STORAGES.register(BackupStorageType(SFTP, fetch_fields=image_fetch_fields, fetch_credentials=transfer_key))
