@@ -31,6 +31,7 @@ from mn.errors import OPERATION_ERROR, ApiError, invalid, operr
 from mn.flow import Flow, Step, register_flow
 from mn.globalconfig import define
 from mn.models import BackupStorage, Image, ImageBackupStorageRef
+from mn.services import gc
 from mn.services.common import (
     add_tags,
     apply_update,
@@ -160,12 +161,12 @@ def _download(ctx: ApiContext, d: dict) -> None:
 
 
 def _undo_download(ctx: ApiContext, d: dict) -> None:
+    """Remove the downloaded copies; a storage that fails gets a garbage-collector job (the
+    insert step's rollback forgets the image next)."""
     for bs, r in (d.get("downloaded") or {}).items():
-        try:
-            ctx.agents.send(r["agent"], DeleteImageCmd(bsUuid=bs, installPath=r["installPath"]))
-        except ApiError as exc:
-            log.warning("cannot remove the downloaded image %s from backup storage %s: %s", d["uuid"], bs,
-                        exc.details)
+        gc.cleanup(ctx, r["agent"], DeleteImageCmd(bsUuid=bs, installPath=r["installPath"]),
+                   gc.target("BackupStorage", bs), f"delete image {d['uuid']} from backup storage {bs} "
+                   "(AddImage was rolled back)", d["uuid"])
 
 
 def _ready(ctx: ApiContext, d: dict) -> None:
