@@ -28,22 +28,16 @@ from mn.flow import Flow, Step, register_flow
 from mn.models import BackupStorage
 from mn.resource_types import BACKUP_STORAGES, BackupStorageType
 from mn.services import backup_storage as bss
-from mn.services.common import add_tags, get_or_404, inventory, new_resource_uuid
+from mn.services.common import add_tags, check_storage_path, get_or_404, inventory, new_resource_uuid
 from mn.ssh import check_login, mn_key_pair
 from zstack_plugins.sftp.models import SftpBackupStorage
 
 SFTP = "SftpBackupStorage"
 
 
-def _check_url(url: str) -> None:
-    if not url.startswith("/") or "\0" in url or any(p == ".." for p in url.split("/")):
-        raise invalid(f"parameter 'url' of an SFTP backup storage must be an absolute directory path on its "
-                      f"host, got {url!r}")
-
-
 def _check_add(ctx: ApiContext, msg: Msg) -> None:
     uuid = msg["resourceUuid"] = new_resource_uuid(msg)
-    _check_url(msg.url)
+    check_storage_path(msg.url, "AddSftpBackupStorage", "directory path on its host")
     if not msg.username.strip():
         raise invalid("parameter 'username' of AddSftpBackupStorage cannot be empty")
     with ctx.db.ro() as s:
