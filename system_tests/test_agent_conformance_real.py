@@ -164,6 +164,7 @@ def agent(client: AgentClient, real_agent: harness.AgentProcess, host2: harness.
     a = AgentUnderTest("real", new_uuid(), url, new_uuid(), url, new_uuid(), url, vlan=kernel_has_vlan(first),
                        host2_uuid=new_uuid(), host2_url=host2.url, host2_ip=host2.ip, physical_interface=first, ps_dir=str(root / "ps"), bs_dir=str(root / "bs"),
                        exact_capacity=False, image_fetch=dict(sftp_login), make_image_url=make_image_url,
+                       url_policy={"allowedFileDirectories": ["/"]},
                        make_interface=make_interface, wait_guest=wait_guest, stop_out_of_band=stop_out_of_band)
     send(client, url, p.ConnectCmd(hostUuid=a.host_uuid))  # the agent serves this test's host
     send(client, host2.url, p.ConnectCmd(hostUuid=a.host2_uuid))

@@ -144,7 +144,7 @@ def delete_tags(s: Session, resource_uuid: str) -> None:
     s.execute(delete(UserTag).where(UserTag.resourceUuid == resource_uuid))
 
 
-def check_storage_path(url: Any, api: str, what: str = "a directory path") -> str:
+def check_storage_path(url: Any, api: str, what: str = "directory path") -> str:
     """A storage's `url` as a path: absolute, normalised (no `.`/`..` components, no `//`, no
     trailing `/` but the root's), no control characters; SYS.1007 naming the rule otherwise."""
     if not isinstance(url, str) or not url.startswith("/"):
