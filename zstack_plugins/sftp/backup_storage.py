@@ -2,7 +2,8 @@
 
 Images live in a directory (`url`) of an SSH host that runs zstack-kvmagent (deployed by the
 same Ansible role as on KVM hosts, without libvirt). Images are added with AddImage from an
-http(s):// URL, a file:// URL or an absolute path on that host (the agent fetches them); KVM
+http(s):// URL, a file:// URL or an absolute path on that host, as the image URL policy allows
+(kvmagent/urlcheck.py; the agent fetches them); KVM
 hosts fetch them over SCP with the MN's key, which the deploy authorizes on the storage host.
 
 Invariants:
