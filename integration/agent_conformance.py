@@ -234,6 +234,19 @@ def test_backup_storage(client: AgentClient, agent: AgentUnderTest) -> None:
     assert final.availableCapacity == cap.availableCapacity or not agent.exact_capacity
 
 
+def test_backup_storage_refuses_hostile_urls(client: AgentClient, agent: AgentUnderTest) -> None:
+    """Without the MN's opt-in in the command, local files, the metadata address, loopback and
+    other schemes are refused (issue 13: the agent checks again before it fetches)."""
+    send(client, agent.bs_url, p.ConnectBackupStorageCmd(bsUuid=agent.bs_uuid, url=agent.bs_dir), p.CapacityRsp)
+    for url, why in (("file:///etc/shadow", "no directory is allowed"), ("/etc/shadow", "no directory is allowed"),
+                     ("http://169.254.169.254/latest/meta-data/", "metadata"),
+                     ("http://127.0.0.1:9/a.qcow2", "loopback"), ("gopher://x/", "scheme")):
+        refused(client, agent.bs_url, p.DownloadImageCmd(bsUuid=agent.bs_uuid, imageUuid=new_uuid(), url=url), why)
+    refused(client, agent.bs_url, p.DownloadImageCmd(bsUuid=agent.bs_uuid, imageUuid=new_uuid(),
+                                                     url="/srv/images/../../etc/shadow",
+                                                     allowedFileDirectories=["/srv/images"]), "'..' components")
+
+
 def test_primary_storage(client: AgentClient, agent: AgentUnderTest) -> None:
     cap = send(client, agent.ps_url, p.InitPrimaryStorageCmd(psUuid=agent.ps_uuid, url=agent.ps_dir), p.CapacityRsp)
     assert 0 < cap.availableCapacity <= cap.totalCapacity

@@ -126,3 +126,24 @@ def test_two_claims_of_one_job_one_wins(api, mn, env, admin):
         api.call("TriggerGCJob", uuid=j["uuid"])
     assert {j["status"] for j in api.query("QueryGCJob", f"name~=%{vm}%")} == {"Done"}
     assert not leaked & set(_volumes_on(admin, env.ps))
+
+
+def test_add_image_rollback_leaves_a_gc_job_for_the_downloaded_copy(api, mn, env, admin):
+    """AddImage fails after the download and the backup storage cannot delete its copy: the image is
+    forgotten, the copy is collected once the storage recovers."""
+    images = lambda: {i["imageUuid"]: p for p, i in admin.backup_storage(env.bs)["images"].items()}  # noqa: E731
+    image = gc_new_uuid()
+    mn.services.flow_faults = {"add-image:download"}
+    admin.inject("/backupstorage/image/delete", target=env.bs, mode="fail", count=-1)
+    try:
+        with pytest.raises(ClientError, match="injected failure after step download"):
+            api.call("AddImage", name=unique("gc-img"), url="http://images.test/gc.qcow2", resourceUuid=image,
+                     backupStorageUuids=[env.bs], format="qcow2")
+    finally:
+        mn.services.flow_faults = set()
+        admin.clear_faults()
+    assert api.query("QueryImage", f"uuid={image}") == [] and image in images()
+    [job] = [j for j in api.query("QueryGCJob", "runnerClass=DeleteImageCmd") if image in j["name"]]
+    api.call("TriggerGCJob", uuid=job["uuid"])
+    assert api.query("QueryGCJob", f"uuid={job['uuid']}")[0]["status"] == "Done"
+    assert image not in images()
