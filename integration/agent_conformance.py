@@ -64,6 +64,7 @@ class AgentUnderTest:
     vlan: bool = True  # the host's kernel has 802.1Q (without it, Vlan bridges must fail clearly)
     image_fetch: dict[str, Any] = field(default_factory=dict)  # extra CreateVolumeFromImageCmd fields
     make_image_url: Callable[[int], str] | None = None
+    url_policy: dict[str, Any] = field(default_factory=dict)  # DownloadImageCmd's policy fields for image_url()
     make_interface: Callable[[bool], str] | None = None  # a fresh interface (one NoVlan bridge each); on host2?
     wait_guest: Callable[[str], None] | None = None  # until a VM's guest is up (hot-unplug needs it)
     stop_out_of_band: Callable[[str, str], None] | None = None  # (host uuid, vm uuid): stop behind the agent
@@ -124,7 +125,7 @@ def make_bridge(client: AgentClient, a: AgentUnderTest, url: str | None = None, 
 
 def make_image(client: AgentClient, a: AgentUnderTest, size: int = 64 * MiB) -> tuple[str, p.DownloadImageRsp]:
     image = new_uuid()
-    r = send(client, a.bs_url, p.DownloadImageCmd(bsUuid=a.bs_uuid, imageUuid=image, url=a.image_url(size)),
+    r = send(client, a.bs_url, p.DownloadImageCmd(bsUuid=a.bs_uuid, imageUuid=image, url=a.image_url(size), **a.url_policy),
              p.DownloadImageRsp)
     return image, r
 
@@ -177,7 +178,7 @@ def test_async_form_with_reply_within_answers_inline(agent: AgentUnderTest) -> N
     inline = signed_client(timeout=20, callback_url=lambda: "http://127.0.0.1:9/agent/callback", reply_within=15)
     image = new_uuid()
     r = inline.send(agent.bs_url, p.DownloadImageCmd(bsUuid=agent.bs_uuid, imageUuid=image,
-                                                     url=agent.image_url(MiB)), p.DownloadImageRsp)
+                                                     url=agent.image_url(MiB), **agent.url_policy), p.DownloadImageRsp)
     assert r.success and r.size >= MiB and inline._waiters == {}
     send(inline, agent.bs_url, p.DeleteImageCmd(bsUuid=agent.bs_uuid, installPath=r.installPath))
 
@@ -224,13 +225,27 @@ def test_backup_storage(client: AgentClient, agent: AgentUnderTest) -> None:
     after = send(client, agent.bs_url, p.BackupStorageCapacityCmd(bsUuid=agent.bs_uuid), p.CapacityRsp)
     assert after.availableCapacity == cap.availableCapacity - 10 * MiB or not agent.exact_capacity
     refused(client, agent.bs_url, p.DownloadImageCmd(bsUuid=agent.bs_uuid, imageUuid=new_uuid(),
-                                                     url=agent.image_url(cap.totalCapacity + 1)),
+                                                     url=agent.image_url(cap.totalCapacity + 1),
+                                                     **agent.url_policy),
             "insufficient capacity")
     delete = p.DeleteImageCmd(bsUuid=agent.bs_uuid, installPath=img.installPath)
     send(client, agent.bs_url, delete)
     send(client, agent.bs_url, delete)  # idempotent
     final = send(client, agent.bs_url, p.BackupStorageCapacityCmd(bsUuid=agent.bs_uuid), p.CapacityRsp)
     assert final.availableCapacity == cap.availableCapacity or not agent.exact_capacity
+
+
+def test_backup_storage_refuses_hostile_urls(client: AgentClient, agent: AgentUnderTest) -> None:
+    """Without the MN's opt-in in the command, local files, the metadata address, loopback and
+    other schemes are refused (issue 13: the agent checks again before it fetches)."""
+    send(client, agent.bs_url, p.ConnectBackupStorageCmd(bsUuid=agent.bs_uuid, url=agent.bs_dir), p.CapacityRsp)
+    for url, why in (("file:///etc/shadow", "no directory is allowed"), ("/etc/shadow", "no directory is allowed"),
+                     ("http://169.254.169.254/latest/meta-data/", "metadata"),
+                     ("http://127.0.0.1:9/a.qcow2", "loopback"), ("gopher://x/", "scheme")):
+        refused(client, agent.bs_url, p.DownloadImageCmd(bsUuid=agent.bs_uuid, imageUuid=new_uuid(), url=url), why)
+    refused(client, agent.bs_url, p.DownloadImageCmd(bsUuid=agent.bs_uuid, imageUuid=new_uuid(),
+                                                     url="/srv/images/../../etc/shadow",
+                                                     allowedFileDirectories=["/srv/images"]), "'..' components")
 
 
 def test_primary_storage(client: AgentClient, agent: AgentUnderTest) -> None:

@@ -30,6 +30,7 @@ from integration.agent_conformance import (  # noqa: F401 - the shared tests and
     start_vm,
     test_async_form_with_reply_within_answers_inline,
     test_backup_storage,
+    test_backup_storage_refuses_hostile_urls,
     test_bridges,
     test_connect_echo_ping,
     test_data_volumes,

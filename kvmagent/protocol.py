@@ -426,6 +426,10 @@ class DownloadImageCmd:
     imageUuid: str
     url: str
     format: str = "qcow2"
+    # The MN's URL policy (kvmagent.urlcheck): hosts allowed although loopback/link-local, and the
+    # directories file:// URLs and absolute paths may read below (none: local files refused).
+    allowedUrlHosts: list[str] | None = None
+    allowedFileDirectories: list[str] | None = None
 
 
 @dataclass

@@ -137,8 +137,8 @@ def storage_dir(agent: Any, kind: str, uuid: str, url: str | None = None) -> Pat
 
 def prepare_dir(url: Any, what: str, subdirs: tuple[str, ...]) -> Path:
     """Create (or check) a storage directory and its subdirectories; it must be absolute and writable."""
-    if not isinstance(url, str) or not url.startswith("/"):
-        raise AgentError(f"{what}: url must be an absolute directory path, not {url!r}")
+    if not isinstance(url, str) or not url.startswith("/") or "\0" in url or ".." in url.split("/"):
+        raise AgentError(f"{what}: url must be an absolute directory path without '..', not {url!r}")
     root = Path(url)
     try:
         for d in (root, *(root / s for s in subdirs)):

@@ -8,7 +8,8 @@ its virtual size from availableCapacity and fails when that is short; deleting f
 idempotent, but fails while a domain uses the volume or when the path belongs to another storage.
 A snapshot of an unused volume lives at /sim/ps/<psUuid>/snapshots/<volumeUuid>/<snapshotUuid>.qcow2
 and goes when its volume is deleted. CreateVolumeFromImageCmd's SFTP fields are accepted and unused.
-Backup storage: a download accepts any URL; the image's size is the URL's `size=<bytes>` query
+Backup storage: a download accepts the URLs the command's policy accepts (kvmagent.urlcheck,
+names unresolved); the image's size is the URL's `size=<bytes>` query
 parameter or DEFAULT_IMAGE_SIZE; md5Sum is the md5 of the URL; it lives at
 /sim/bs/<bsUuid>/<imageUuid>.<format>.
 """
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from kvmagent import protocol as p
+from kvmagent.urlcheck import UrlPolicy, UrlRefused, check_url
 from simulator.model import SimBackupStorage, SimError, SimImage, SimPrimaryStorage, SimVolume
 from simulator.state import DELETING, SimState
 
@@ -189,6 +191,10 @@ def image_size(url: str) -> int:
 def download_image(state: SimState, bs: SimBackupStorage, cmd: p.DownloadImageCmd) -> p.DownloadImageRsp:
     if not isinstance(cmd.url, str) or not cmd.url:
         raise SimError("image URL is required")
+    try:  # as an agent would, without fetching: names are not resolved (nothing is fetched)
+        check_url(cmd.url, UrlPolicy.of(cmd.allowedUrlHosts, cmd.allowedFileDirectories), resolve_names=False)
+    except UrlRefused as exc:
+        raise SimError(f"cannot download {cmd.url}: {exc}") from None
     if not isinstance(cmd.imageUuid, str) or not cmd.imageUuid:
         raise SimError(f"invalid imageUuid {cmd.imageUuid!r}")
     fmt = _format(cmd.format)

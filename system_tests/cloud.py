@@ -15,6 +15,7 @@ The agent listens on AGENT_PORT (ZSTACK_TEST_AGENT_PORT, default 17171) and runs
 from __future__ import annotations
 
 import os
+import pwd
 import tempfile
 import uuid as uuidlib
 from collections.abc import Iterator
@@ -58,6 +59,8 @@ def cloud_api(cloud_mn: RunningMN) -> ZStackClient:
     c.login()
     c.call("UpdateGlobalConfig", category="kvm", name="agent.port", value=str(AGENT_PORT))
     c.call("UpdateGlobalConfig", category="kvm", name="vm.acceleration", value="tcg")
+    # The explicit opt-in of this single-machine cloud: images are added from local files.
+    c.call("UpdateGlobalConfig", category="image", name="allowedFileDirectories", value="/")
     return c
 
 
@@ -90,6 +93,10 @@ def local_ps(cloud_api: ZStackClient, kvm_zone: dict, kvm_cluster: dict, kvm_hos
 @pytest.fixture(scope="session")
 def sftp_bs(cloud_api: ZStackClient, kvm_zone: dict, kvm_login: tuple[str, str]) -> dict:
     user, password = kvm_login
+    # Images are 0640 in the group of <url>/images: the (non-root) login reads them through it.
+    images = Path(BS_DIR) / "images"
+    images.mkdir(mode=0o750, parents=True, exist_ok=True)
+    os.chown(images, 0, pwd.getpwnam(user).pw_gid)
     bs = cloud_api.call("AddSftpBackupStorage", name=uniq("sys-sftp"), hostname=HOST_IP, username=user,
                         password=password, url=BS_DIR)["inventory"]
     cloud_api.call("AttachBackupStorageToZone", backupStorageUuid=bs["uuid"], zoneUuid=kvm_zone["uuid"])

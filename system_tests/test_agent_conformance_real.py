@@ -32,6 +32,7 @@ from integration.agent_conformance import (  # noqa: F401 - the shared tests and
     send,
     test_async_form_with_reply_within_answers_inline,
     test_backup_storage,
+    test_backup_storage_refuses_hostile_urls,
     test_bridges,
     test_connect_echo_ping,
     test_data_volumes,
@@ -164,6 +165,7 @@ def agent(client: AgentClient, real_agent: harness.AgentProcess, host2: harness.
     a = AgentUnderTest("real", new_uuid(), url, new_uuid(), url, new_uuid(), url, vlan=kernel_has_vlan(first),
                        host2_uuid=new_uuid(), host2_url=host2.url, host2_ip=host2.ip, physical_interface=first, ps_dir=str(root / "ps"), bs_dir=str(root / "bs"),
                        exact_capacity=False, image_fetch=dict(sftp_login), make_image_url=make_image_url,
+                       url_policy={"allowedFileDirectories": ["/"]},
                        make_interface=make_interface, wait_guest=wait_guest, stop_out_of_band=stop_out_of_band)
     send(client, url, p.ConnectCmd(hostUuid=a.host_uuid))  # the agent serves this test's host
     send(client, host2.url, p.ConnectCmd(hostUuid=a.host2_uuid))

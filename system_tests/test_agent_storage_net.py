@@ -207,6 +207,11 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
+# The URL policy these direct agent commands carry (the MN sends its global configs'): local files
+# anywhere, the loopback HTTP server.
+OPEN = {"allowedFileDirectories": ["/"], "allowedUrlHosts": ["127.0.0.1"]}
+
+
 @pytest.fixture(scope="module")
 def source_image(workdir: Path) -> Path:
     """A 64 MiB qcow2 with a little data in it."""
@@ -250,24 +255,30 @@ def test_backup_storage(client: AgentClient, agent: Agent, bs: tuple[str, Path],
     paths = []
     for url in (str(source_image), f"file://{source_image}", f"{http_images}/{source_image.name}"):
         image = new_uuid()
-        r = send(client, agent, p.DownloadImageCmd(bsUuid=uuid, imageUuid=image, url=url), p.DownloadImageRsp)
+        r = send(client, agent, p.DownloadImageCmd(**OPEN, bsUuid=uuid, imageUuid=image, url=url), p.DownloadImageRsp)
         assert r.installPath == str(root / "images" / f"{image}.qcow2"), url
         assert (r.format, r.size, r.md5Sum) == ("qcow2", 64 * MiB, md5), url
         assert 0 < r.actualSize < 64 * MiB and Path(r.installPath).read_bytes() == source_image.read_bytes()
+        assert Path(r.installPath).stat().st_mode & 0o777 == 0o640, url  # never world-readable
         paths.append(r.installPath)
-    again = p.DownloadImageCmd(bsUuid=uuid, imageUuid=Path(paths[0]).stem, url=str(source_image))
+    # Without the MN's opt-in (the command's policy) local files and loopback are refused.
+    refused(client, agent, p.DownloadImageCmd(bsUuid=uuid, imageUuid=new_uuid(), url="file:///etc/shadow"),
+            "no directory is allowed")
+    refused(client, agent, p.DownloadImageCmd(bsUuid=uuid, imageUuid=new_uuid(),
+                                              url=f"{http_images}/{source_image.name}"), "loopback")
+    again = p.DownloadImageCmd(**OPEN, bsUuid=uuid, imageUuid=Path(paths[0]).stem, url=str(source_image))
     refused(client, agent, again, "already exists")
 
-    refused(client, agent, p.DownloadImageCmd(bsUuid=uuid, imageUuid=new_uuid(), url="/no/such/file.qcow2"),
+    refused(client, agent, p.DownloadImageCmd(**OPEN, bsUuid=uuid, imageUuid=new_uuid(), url="/no/such/file.qcow2"),
             "not found")
-    refused(client, agent, p.DownloadImageCmd(bsUuid=uuid, imageUuid=new_uuid(), url=f"{http_images}/missing"),
+    refused(client, agent, p.DownloadImageCmd(**OPEN, bsUuid=uuid, imageUuid=new_uuid(), url=f"{http_images}/missing"),
             "HTTP 404")
-    refused(client, agent, p.DownloadImageCmd(bsUuid=uuid, imageUuid=new_uuid(), url="ftp://x/y"), "http://")
-    refused(client, agent, p.DownloadImageCmd(bsUuid=uuid, imageUuid="../etc", url=str(source_image)), "imageUuid")
+    refused(client, agent, p.DownloadImageCmd(**OPEN, bsUuid=uuid, imageUuid=new_uuid(), url="ftp://x/y"), "http://")
+    refused(client, agent, p.DownloadImageCmd(**OPEN, bsUuid=uuid, imageUuid="../etc", url=str(source_image)), "imageUuid")
     overlay = workdir / "overlay.qcow2"
     sh("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(source_image), str(overlay))
-    refused(client, agent, p.DownloadImageCmd(bsUuid=uuid, imageUuid=new_uuid(), url=str(overlay)), "backing file")
-    refused(client, agent, p.DownloadImageCmd(bsUuid=new_uuid(), imageUuid=new_uuid(), url=str(source_image)),
+    refused(client, agent, p.DownloadImageCmd(**OPEN, bsUuid=uuid, imageUuid=new_uuid(), url=str(overlay)), "backing file")
+    refused(client, agent, p.DownloadImageCmd(**OPEN, bsUuid=new_uuid(), imageUuid=new_uuid(), url=str(source_image)),
             "not initialized")
     assert parts_left(root) == []
 
@@ -317,7 +328,7 @@ def test_primary_storage(client: AgentClient, agent: Agent, ps: tuple[str, Path]
     user, key = ssh_login
     md5 = hashlib.md5(source_image.read_bytes()).hexdigest()
     image = new_uuid()
-    img = send(client, agent, p.DownloadImageCmd(bsUuid=bs_uuid, imageUuid=image, url=str(source_image)),
+    img = send(client, agent, p.DownloadImageCmd(**OPEN, bsUuid=bs_uuid, imageUuid=image, url=str(source_image)),
                p.DownloadImageRsp)
 
     # empty data volume

@@ -156,7 +156,7 @@ def env() -> Iterator[Env]:
         send(e.client, e.url, p.InitPrimaryStorageCmd(psUuid=e.ps_uuid, url=str(root / "ps")))
         send(e.client, e.url, p.ConnectBackupStorageCmd(bsUuid=e.bs_uuid, url=str(root / "bs")))
         e.image_uuid = new_uuid()
-        e.image_path = send(e.client, e.url, p.DownloadImageCmd(bsUuid=e.bs_uuid, imageUuid=e.image_uuid,
+        e.image_path = send(e.client, e.url, p.DownloadImageCmd(bsUuid=e.bs_uuid, imageUuid=e.image_uuid, allowedFileDirectories=["/"],
                                                                 url=str(image.build())), p.DownloadImageRsp).installPath
         send(e.client, e.url, p.CreateBridgeCmd(physicalInterfaceName=iface, bridgeName=e.bridge,
                                                 l2NetworkUuid=new_uuid(), hostUuid=e.host_uuid))

@@ -1,6 +1,7 @@
 """The core's resource model. Importing this package registers its tables on Base.metadata (a plugin's
 models register when mn.plugins loads them)."""
 
+from mn.models.gc import GarbageCollector  # noqa: F401
 from mn.models.identity import Account, Session  # noqa: F401
 from mn.models.infra import Cluster, Host, Zone  # noqa: F401
 from mn.models.network import (  # noqa: F401

@@ -12,7 +12,7 @@ import importlib
 
 MODULES = [
     "identity", "management", "tag", "globalconfig_api", "zone", "cluster", "host", "host_tracker",
-    "primary_storage", "backup_storage", "image", "offering", "l2", "l3", "vm", "volume", "capacity",
+    "primary_storage", "backup_storage", "image", "offering", "l2", "l3", "vm", "volume", "capacity", "gc",
 ]
 
 

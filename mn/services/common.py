@@ -144,6 +144,20 @@ def delete_tags(s: Session, resource_uuid: str) -> None:
     s.execute(delete(UserTag).where(UserTag.resourceUuid == resource_uuid))
 
 
+def check_storage_path(url: Any, api: str, what: str = "directory path") -> str:
+    """A storage's `url` as a path: absolute, normalised (no `.`/`..` components, no `//`, no
+    trailing `/` but the root's), no control characters; SYS.1007 naming the rule otherwise."""
+    if not isinstance(url, str) or not url.startswith("/"):
+        raise invalid(f"parameter 'url' of {api} must be an absolute {what}, got {url!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise invalid(f"parameter 'url' of {api} has control characters: {url!r}")
+    parts = url.split("/")[1:]
+    if url != "/" and any(p in ("", ".", "..") for p in parts):
+        raise invalid(f"parameter 'url' of {api} must be a normalised absolute {what} (no '.', '..' or empty "
+                      f"components, no trailing '/'), got {url!r}")
+    return url
+
+
 def new_resource_uuid(msg: dict) -> str:
     """APICreateMessage's resourceUuid, or a fresh uuid."""
     from mn.db.base import new_uuid

@@ -17,12 +17,12 @@ Invariants:
 from __future__ import annotations
 
 import logging
-import re
 
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.orm import Session
 
 from kvmagent.protocol import DeleteImageCmd, DownloadImageCmd, DownloadImageRsp
+from kvmagent.urlcheck import UrlPolicy, UrlRefused, check_setting_dirs, check_setting_hosts, check_url
 from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade
 from mn.connection import CONNECTED
@@ -31,6 +31,7 @@ from mn.errors import OPERATION_ERROR, ApiError, invalid, operr
 from mn.flow import Flow, Step, register_flow
 from mn.globalconfig import define
 from mn.models import BackupStorage, Image, ImageBackupStorageRef
+from mn.services import gc
 from mn.services.common import (
     add_tags,
     apply_update,
@@ -50,9 +51,18 @@ IMAGE_DELETION_POLICY = define("image", "deletionPolicy", "Delay",
                                "Direct expunges a deleted image at once; Delay and Never keep it recoverable",
                                valid_values=("Direct", "Delay", "Never"))
 
+ALLOWED_URL_HOSTS = define("image", "allowedUrlHosts", "",
+                           "comma-separated host names, addresses or networks (127.0.0.0/8) image URLs may name "
+                           "although they are loopback or link-local: the explicit opt-in of tests and "
+                           "single-machine POCs serving images from this machine; empty refuses them all",
+                           check=check_setting_hosts)
+ALLOWED_FILE_DIRS = define("image", "allowedFileDirectories", "",
+                           "comma-separated absolute directories of the backup storage's host below which "
+                           "file:// URLs and absolute paths may be read (real paths); empty refuses local files",
+                           check=check_setting_dirs)
+
 DOWNLOADING, READY, DELETED = "Downloading", "Ready", "Deleted"
 FORMATS = ("qcow2", "raw", "iso", "vmdk")
-_URL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://\S+|/\S*)$")
 
 
 def sync_key(uuid: str | None) -> str:
@@ -85,9 +95,10 @@ def image_fields(msg: Msg) -> dict:
 
 def _check_add(ctx: ApiContext, msg: Msg) -> None:
     uuid = msg["resourceUuid"] = new_resource_uuid(msg)  # fixed now, so the job's sync key names it
-    if not _URL.match(msg.url.strip()):
-        raise invalid(f"parameter 'url' of AddImage must be a URL (scheme://...) or an absolute path, "
-                      f"got {msg.url!r}")
+    try:
+        check_url(msg.url, url_policy(ctx))
+    except UrlRefused as exc:
+        raise invalid(f"parameter 'url' of AddImage is refused: {exc}") from None
     fields = image_fields(msg)
     if fields["format"] not in FORMATS:
         raise invalid(f"parameter 'format' of AddImage must be one of {list(FORMATS)}, got {fields['format']!r}")
@@ -99,6 +110,11 @@ def _check_add(ctx: ApiContext, msg: Msg) -> None:
         if s.get(Image, uuid) is not None:
             raise invalid(f"resourceUuid {uuid} is already used by another image")
         _usable_storages(s, msg.backupStorageUuids)
+
+
+def url_policy(ctx: ApiContext) -> UrlPolicy:
+    """The image URL policy of the global configs (kvmagent.urlcheck), also sent to the agents."""
+    return UrlPolicy.of(ctx.gconf.get(ALLOWED_URL_HOSTS), ctx.gconf.get(ALLOWED_FILE_DIRS))
 
 
 def _usable_storages(s: Session, uuids: list[str]) -> dict[str, str]:
@@ -141,12 +157,15 @@ def _download(ctx: ApiContext, d: dict) -> None:
     fmt = image_fields(msg)["format"]
     done: dict[str, dict] = d.setdefault("downloaded", {})
     failed: dict[str, str] = {}
+    policy = url_policy(ctx)
     for bs, agent in d["agents"].items():
         try:
             if not agent:
                 raise operr(f"backup storage[uuid:{bs}] has no agent URL")
             rsp: DownloadImageRsp = ctx.agents.send(
-                agent, DownloadImageCmd(bsUuid=bs, imageUuid=d["uuid"], url=msg.url, format=fmt), DownloadImageRsp)
+                agent, DownloadImageCmd(bsUuid=bs, imageUuid=d["uuid"], url=msg.url, format=fmt,
+                                        allowedUrlHosts=list(policy.allowed_hosts),
+                                        allowedFileDirectories=list(policy.file_dirs)), DownloadImageRsp)
             if not rsp.installPath:
                 raise operr(f"backup storage[uuid:{bs}] reported no installPath for the image")
             done[bs] = {"installPath": rsp.installPath, "size": rsp.size, "actualSize": rsp.actualSize or rsp.size,
@@ -160,12 +179,12 @@ def _download(ctx: ApiContext, d: dict) -> None:
 
 
 def _undo_download(ctx: ApiContext, d: dict) -> None:
+    """Remove the downloaded copies; a storage that fails gets a garbage-collector job (the
+    insert step's rollback forgets the image next)."""
     for bs, r in (d.get("downloaded") or {}).items():
-        try:
-            ctx.agents.send(r["agent"], DeleteImageCmd(bsUuid=bs, installPath=r["installPath"]))
-        except ApiError as exc:
-            log.warning("cannot remove the downloaded image %s from backup storage %s: %s", d["uuid"], bs,
-                        exc.details)
+        gc.cleanup(ctx, r["agent"], DeleteImageCmd(bsUuid=bs, installPath=r["installPath"]),
+                   gc.target("BackupStorage", bs), f"delete image {d['uuid']} from backup storage {bs} "
+                   "(AddImage was rolled back)", d["uuid"])
 
 
 def _ready(ctx: ApiContext, d: dict) -> None:

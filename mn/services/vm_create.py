@@ -61,7 +61,7 @@ from mn.models import (
     Volume,
     Zone,
 )
-from mn.services import vm_allocate
+from mn.services import gc, vm_allocate
 from mn.services.common import new_resource_uuid, row_or_404
 from mn.services.vm_common import CREATED, RUNNING, STOPPED, host_url, nic_tos, volume_to
 from mn.services.vm_create_data import (
@@ -274,12 +274,16 @@ def _installed(data: CreateVmData, vol_uuid: str, where: VolumePlace, size: int,
 
 
 def _delete_installed(ctx: ApiContext, data: CreateVmData, uuids: list[str]) -> None:
-    """Delete the volumes at their planned paths, created or not (deleting is idempotent)."""
+    """Delete the volumes at their planned paths, created or not (deleting is idempotent); a
+    delete the agent fails becomes a garbage-collector job, recorded before allocate's rollback
+    forgets the volume."""
     places = data.places
     for u in uuids:
         where = places.get(u)
         if where is not None:
-            ctx.agents.send(where.url, DeleteVolumeCmd(psUuid=where.ps, installPath=where.path, hostUuid=where.host))
+            gc.cleanup(ctx, where.url, DeleteVolumeCmd(psUuid=where.ps, installPath=where.path, hostUuid=where.host),
+                       gc.target("PrimaryStorage", where.ps, where.host),
+                       f"delete volume {u} of VM {data.vm_uuid} from primary storage {where.ps}", u)
         data.drop_installed(u)
 
 
@@ -349,7 +353,8 @@ def _start(ctx: ApiContext, data: CreateVmData) -> None:
 def _start_rollback(ctx: ApiContext, data: CreateVmData) -> None:
     with ctx.db.ro() as s:
         url = host_url(s, data.host_uuid)
-    ctx.agents.send(url, DestroyVmCmd(uuid=data.vm_uuid, hostUuid=data.host_uuid))
+    gc.cleanup(ctx, url, DestroyVmCmd(uuid=data.vm_uuid, hostUuid=data.host_uuid), gc.target("Host", data.host_uuid),
+               f"destroy VM {data.vm_uuid} on host {data.host_uuid} (its creation was rolled back)", data.vm_uuid)
 
 
 # Built once: every creation ends with these.

@@ -167,12 +167,22 @@ def instantiate_volume(ctx: ApiContext, vol_uuid: str, cluster_uuid: str, host_u
             installPath=rsp.installPath, actualSize=rsp.actualSize, size=max(rsp.size, vol.size), status="Ready"))
 
 
-def uninstantiate_volumes(ctx: ApiContext, d: dict[str, Any]) -> None:
-    """Roll back instantiate_volume for every volume recorded in d["instantiated"]."""
+def uninstantiate_volumes(ctx: ApiContext, d: dict[str, Any], forgotten: bool = False) -> None:
+    """Roll back instantiate_volume for every volume recorded in d["instantiated"]. With
+    `forgotten` (the caller deletes the volumes' rows next) a delete the agent fails becomes a
+    garbage-collector job; otherwise it fails the rollback: the row stays, and a volume
+    instantiated again at the same path must not be deleted by a late retry."""
+    from mn.services import gc
+
     for vol_uuid, rec in list(d.get("instantiated", {}).items()):
         if rec.get("path"):
-            ctx.agents.send(rec["url"], DeleteVolumeCmd(psUuid=rec["ps"], installPath=rec["path"],
-                                                        hostUuid=rec["host"]))
+            cmd = DeleteVolumeCmd(psUuid=rec["ps"], installPath=rec["path"], hostUuid=rec["host"])
+            if forgotten:
+                gc.cleanup(ctx, rec["url"], cmd, gc.target("PrimaryStorage", rec["ps"], rec["host"]),
+                           f"delete volume {vol_uuid} from primary storage {rec['ps']} (its creation failed)",
+                           vol_uuid)
+            else:
+                ctx.agents.send(rec["url"], cmd)
         with ctx.db.tx() as s:
             ps_alloc.release(s, rec["ps"], rec["size"], rec["ratio"])
             s.execute(update(Volume).where(Volume.uuid == vol_uuid).values(

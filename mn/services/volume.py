@@ -84,7 +84,7 @@ def create_data_volume(ctx: ApiContext, msg: Msg) -> dict:
         try:
             _instantiate_on(ctx, uuid, ps_uuid, d)
         except BaseException:
-            uninstantiate_volumes(ctx, d)
+            uninstantiate_volumes(ctx, d, forgotten=True)
             with ctx.db.tx() as s:
                 s.execute(delete(Volume).where(Volume.uuid == uuid))
                 delete_tags(s, uuid)

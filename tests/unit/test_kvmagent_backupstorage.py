@@ -14,26 +14,46 @@ import pytest
 from kvmagent import protocol as p
 from kvmagent.registry import AgentError
 from kvmagent.storage import BACKUP, remember
+from kvmagent.urlcheck import UrlPolicy
 from zstack_plugins.sftp.agent import _copy, delete, existing_image, image_path, local_source
+
+ALLOW = UrlPolicy(file_dirs=("/srv",))
 
 
 def test_local_sources() -> None:
-    assert local_source("/srv/images/a.qcow2") == Path("/srv/images/a.qcow2")
-    assert local_source("file:///srv/images/a%20b.qcow2") == Path("/srv/images/a b.qcow2")
-    assert local_source("file://localhost/srv/a.qcow2") == Path("/srv/a.qcow2")
-    assert local_source("http://example.org/a.qcow2") is None
-    assert local_source("https://example.org/a.qcow2?x=1") is None
+    assert local_source("/srv/images/a.qcow2", ALLOW) == Path("/srv/images/a.qcow2")
+    assert local_source("file:///srv/images/a%20b.qcow2", ALLOW) == Path("/srv/images/a b.qcow2")
+    assert local_source("file://localhost/srv/a.qcow2", ALLOW) == Path("/srv/a.qcow2")
+    assert local_source("http://example.org/a.qcow2", ALLOW) is None
+    assert local_source("https://example.org/a.qcow2?x=1", ALLOW) is None
 
 
-@pytest.mark.parametrize("url", ["ftp://example.org/a.qcow2", "relative/a.qcow2", "s3://bucket/a"])
+@pytest.mark.parametrize("url", ["ftp://example.org/a.qcow2", "relative/a.qcow2", "s3://bucket/a",
+                                 "gopher://x/a", "data:,abc"])
 def test_unsupported_urls(url: str) -> None:
-    with pytest.raises(AgentError, match="http://, https://, file:// or an absolute path"):
-        local_source(url)
+    with pytest.raises(AgentError, match="http://, https://, or file://"):
+        local_source(url, ALLOW)
 
 
 def test_file_url_of_another_host() -> None:
     with pytest.raises(AgentError, match="names another host"):
-        local_source("file://nas/a.qcow2")
+        local_source("file://nas/a.qcow2", ALLOW)
+
+
+def test_local_files_only_below_an_allowed_directory(tmp_path: Path) -> None:
+    """By default no local file is read; with a directory allowed, only what really lies below it
+    (a symlink out of it, or `..`, is refused)."""
+    allowed = tmp_path / "images"
+    allowed.mkdir()
+    (allowed / "ok.qcow2").write_bytes(b"x")
+    (allowed / "shadow.qcow2").symlink_to("/etc/shadow")
+    with pytest.raises(AgentError, match="no directory is allowed"):
+        local_source("file:///etc/shadow", UrlPolicy())
+    policy = UrlPolicy(file_dirs=(str(allowed),))
+    assert local_source(str(allowed / "ok.qcow2"), policy) == allowed / "ok.qcow2"
+    for bad in ("/etc/shadow", f"file://{allowed}/shadow.qcow2", f"{allowed}/../../etc/shadow"):
+        with pytest.raises(AgentError, match="not below an allowed directory|'..' components"):
+            local_source(bad, policy)
 
 
 def test_layout_and_lookup(tmp_path: Path) -> None:

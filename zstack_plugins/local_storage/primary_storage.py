@@ -31,7 +31,7 @@ from mn.errors import ApiError, invalid
 from mn.models import Host, PrimaryStorage, PrimaryStorageClusterRef, Volume, Zone
 from mn.resource_types import PRIMARY_STORAGES, PrimaryStorageType
 from mn.services import primary_storage as pss
-from mn.services.common import add_tags, get_or_404, inventory, new_resource_uuid
+from mn.services.common import add_tags, check_storage_path, get_or_404, inventory, new_resource_uuid
 from zstack_plugins.local_storage.models import LocalStorageHostRef
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,7 @@ PRIMARY_STORAGES.register(PrimaryStorageType(LOCAL, host_filters=host_filters))
 
 def _check_add(ctx: ApiContext, msg: Msg) -> None:
     uuid = msg["resourceUuid"] = new_resource_uuid(msg)
-    if not msg.url.startswith("/") or any(p == ".." for p in msg.url.split("/")):
-        raise invalid(f"parameter 'url' of AddLocalPrimaryStorage must be an absolute directory path, "
-                      f"got {msg.url!r}")
+    check_storage_path(msg.url, "AddLocalPrimaryStorage")
     if msg.get("type") not in (None, LOCAL):
         raise invalid(f"parameter 'type' of AddLocalPrimaryStorage must be {LOCAL}, got {msg.type!r}")
     with ctx.db.ro() as s:

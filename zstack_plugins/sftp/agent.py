@@ -5,16 +5,20 @@ the fetcher of type SftpBackupStorage registered here (kvmagent.storage.image_fe
 the hosts' primary storage.
 
 Layout: `<url>/images/<imageUuid>.<qcow2|raw|iso>`. A download takes an http(s):// URL, a file://
-URL or an absolute path on this host. Invariants: an image appears under its final name only once
+URL or an absolute path on this host, as the MN's URL policy in the command allows
+(kvmagent.urlcheck: addresses checked at each connection and redirect, local files only below an
+allowed directory, by real path). Invariants: an image appears under its final name only once
 complete and verified (written to a `.part` name, then renamed); the reply's format is what
 `qemu-img info` found (iso when the command says iso), size its virtual size, actualSize the bytes
 it occupies, md5Sum the md5 of its content; one image uuid is downloaded at most once at a time
-and never twice; delete is idempotent and touches nothing outside `<url>/images`. Directories are
-world-readable (0755, files 0644) so the SSH login of the hosts can read the images.
+and never twice; delete is idempotent and touches nothing outside `<url>/images`. Images are not
+world-readable: 0640, group of `<url>/images` (made 0750), so the SSH login the hosts fetch with
+must be root or a member of that group.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pwd
@@ -28,10 +32,8 @@ import tempfile
 import threading
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import unquote, urlsplit
 
 from kvmagent import protocol as p
 from kvmagent.registry import AgentError, command
@@ -49,12 +51,14 @@ from kvmagent.storage import (
     storage_dir,
     verify_image,
 )
+from kvmagent.urlcheck import UrlPolicy, UrlRefused, check_file, check_url, local_path, open_url
 from zstack_plugins.sftp.protocol import IssueTransferKeyCmd, IssueTransferKeyRsp, RevokeTransferKeyCmd
 
 SFTP = "SftpBackupStorage"
 FETCH_TIMEOUT = 3600.0
 
 IMAGES_DIR = "images"
+IMAGE_MODE = 0o640  # owner and the images directory's group: never world-readable
 HTTP_TIMEOUT = 60.0
 CHUNK = 1 << 20
 IMAGE_FORMATS = (*VOLUME_FORMATS, "iso")
@@ -64,18 +68,17 @@ def image_path(url: str | Path, image_uuid: str, fmt: str) -> Path:
     return Path(url) / IMAGES_DIR / f"{image_uuid}.{fmt}"
 
 
-def local_source(url: str) -> Path | None:
-    """The local file a file:// URL or an absolute path names; None for a network URL."""
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise AgentError(f"file URL {url} names another host ({parts.netloc}); use a path on this host")
-        return Path(unquote(parts.path))
-    if parts.scheme == "" and url.startswith("/"):
-        return Path(url)
-    if parts.scheme in ("http", "https"):
-        return None
-    raise AgentError(f"cannot download {url}: the URL must be http://, https://, file:// or an absolute path")
+def local_source(url: str, policy: UrlPolicy) -> Path | None:
+    """The local file a file:// URL or an absolute path names, once the policy allowed its real
+    path; None for a network URL (AgentError for a refused one)."""
+    try:
+        path = local_path(url)
+        if path is None:
+            check_url(url, policy, resolve_names=False)
+            return None
+        return check_file(path, policy, real=True)
+    except UrlRefused as exc:
+        raise AgentError(f"cannot download {url}: {exc}") from None
 
 
 def _copy(src: BinaryIO, dest: Path, limit: int, what: str) -> str:
@@ -91,9 +94,9 @@ def _copy(src: BinaryIO, dest: Path, limit: int, what: str) -> str:
     return h.hexdigest()
 
 
-def _fetch(url: str, dest: Path, root: Path, what: str) -> str:
+def _fetch(url: str, dest: Path, root: Path, what: str, policy: UrlPolicy) -> str:
     _, available = capacity(root)
-    src = local_source(url)
+    src = local_source(url, policy)
     if src is not None:
         if not src.is_file():
             raise AgentError(f"cannot download {what}: {src} not found on backup storage host {socket.gethostname()}")
@@ -104,11 +107,13 @@ def _fetch(url: str, dest: Path, root: Path, what: str) -> str:
         except PermissionError as exc:
             raise AgentError(f"cannot download {what}: {src}: {exc.strerror}") from None
     try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as r:
+        with open_url(url, policy, HTTP_TIMEOUT) as r:
             length = r.headers.get("Content-Length")
             if length and length.isdigit():
                 need_space(root, int(length), what)
             return _copy(r, dest, available, what)
+    except UrlRefused as exc:
+        raise AgentError(f"cannot download {what}: {exc}") from None
     except urllib.error.HTTPError as exc:
         raise AgentError(f"cannot download {what}: {url} answered HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
@@ -126,20 +131,22 @@ def download(agent: Any, cmd: p.DownloadImageCmd) -> p.DownloadImageRsp:
         raise AgentError(f"image {image}: a URL to download is required")
     root = storage_dir(agent, BACKUP, cmd.bsUuid)
     images = root / IMAGES_DIR
-    images.mkdir(mode=0o755, parents=True, exist_ok=True)
+    images.mkdir(mode=0o750, parents=True, exist_ok=True)
     what = f"image {image} from {cmd.url}"
     with image_lock(f"{root}/{image}"):
         found = existing_image(root, image)
         if found is not None:
             raise AgentError(f"image {image} already exists at {found} on backup storage {cmd.bsUuid}")
         with partial(image_path(root, image, "download")) as tmp:
-            md5 = _fetch(cmd.url, tmp, root, what)
+            md5 = _fetch(cmd.url, tmp, root, what, UrlPolicy.of(cmd.allowedUrlHosts, cmd.allowedFileDirectories))
             info = verify_image(tmp, what)
             fmt = "iso" if cmd.format == "iso" else info.format
             if fmt not in IMAGE_FORMATS:
                 raise AgentError(f"{what} is {info.format}; backup storage takes {list(IMAGE_FORMATS)}")
             final = image_path(root, image, fmt)
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, IMAGE_MODE)
+            with contextlib.suppress(PermissionError):  # an agent not run as root keeps its own group
+                os.chown(tmp, -1, images.stat().st_gid)
             tmp.rename(final)
     return p.DownloadImageRsp(installPath=str(final), size=info.virtual_size, actualSize=allocated_size(final),
                               md5Sum=md5, format=fmt)

@@ -2,9 +2,9 @@
 
 Images live in a directory (`url`) of an SSH host that runs zstack-kvmagent (deployed by the
 same Ansible role as on KVM hosts, without libvirt). Images are added with AddImage from an
-http(s):// URL, a file:// URL or an absolute path on that host (the agent fetches them); KVM
-hosts fetch them over SSH with a key the storage's agent issues for that one transfer
-(`transfer_key`), never the MN's own.
+http(s):// URL, a file:// URL or an absolute path on that host, as the image URL policy allows
+(kvmagent/urlcheck.py; the agent fetches them); KVM hosts fetch them over SSH with a key the
+storage's agent issues for that one transfer (`transfer_key`), never the MN's own.
 
 Invariants:
 - Adding is a flow: insert the rows (Connecting, with the SSH login), check the login, deploy
@@ -32,7 +32,7 @@ from mn.flow import Flow, Step, register_flow
 from mn.models import BackupStorage
 from mn.resource_types import BACKUP_STORAGES, BackupStorageType
 from mn.services import backup_storage as bss
-from mn.services.common import add_tags, get_or_404, inventory, new_resource_uuid
+from mn.services.common import add_tags, check_storage_path, get_or_404, inventory, new_resource_uuid
 from mn.ssh import check_login
 from zstack_plugins.sftp.models import SftpBackupStorage
 from zstack_plugins.sftp.protocol import IssueTransferKeyCmd, IssueTransferKeyRsp, RevokeTransferKeyCmd
@@ -42,15 +42,9 @@ SFTP = "SftpBackupStorage"
 TRANSFER_KEY_SECONDS = 600  # a transfer key sshd still accepts this long after it was issued
 
 
-def _check_url(url: str) -> None:
-    if not url.startswith("/") or "\0" in url or any(p == ".." for p in url.split("/")):
-        raise invalid(f"parameter 'url' of an SFTP backup storage must be an absolute directory path on its "
-                      f"host, got {url!r}")
-
-
 def _check_add(ctx: ApiContext, msg: Msg) -> None:
     uuid = msg["resourceUuid"] = new_resource_uuid(msg)
-    _check_url(msg.url)
+    check_storage_path(msg.url, "AddSftpBackupStorage", "directory path on its host")
     if not msg.username.strip():
         raise invalid("parameter 'username' of AddSftpBackupStorage cannot be empty")
     with ctx.db.ro() as s:

@@ -18,7 +18,7 @@ from mn.models import BackupStorage, PrimaryStorage, Zone
 from mn.resource_types import BACKUP_STORAGES, PRIMARY_STORAGES, BackupStorageType, PrimaryStorageType
 from mn.services import backup_storage as bss
 from mn.services import primary_storage as pss
-from mn.services.common import add_tags, get_or_404, inventory, new_resource_uuid
+from mn.services.common import add_tags, check_storage_path, get_or_404, inventory, new_resource_uuid
 from zstack_plugins.simulator.admin import require_simulator_url, simulated, simulator_admin, undo_declare
 
 SIMULATOR_PS = "SimulatorPrimaryStorage"
@@ -33,6 +33,7 @@ BACKUP_STORAGES.register(BackupStorageType(SIMULATOR_BS))
 def _check_add_ps(ctx: ApiContext, msg: Msg) -> None:
     uuid = msg["resourceUuid"] = new_resource_uuid(msg)  # fixed now, so the job's sync key names it
     require_simulator_url(ctx, "simulator primary storage")
+    check_storage_path(msg.url, "AddSimulatorPrimaryStorage")
     for p in ("totalCapacity", "availableCapacity", "totalPhysicalCapacity", "availablePhysicalCapacity"):
         if msg.get(p) is not None and msg[p] < 0:
             raise invalid(f"parameter '{p}' of AddSimulatorPrimaryStorage cannot be negative, got {msg[p]}")
@@ -94,6 +95,7 @@ def _capacities(msg: Msg) -> tuple[int, int]:
 def _check_add_bs(ctx: ApiContext, msg: Msg) -> None:
     uuid = msg["resourceUuid"] = new_resource_uuid(msg)  # fixed now, so the job's sync key names it
     require_simulator_url(ctx, "simulator backup storage")
+    check_storage_path(msg.url, "AddSimulatorBackupStorage")
     for p in ("totalCapacity", "availableCapacity"):
         if msg.get(p) is not None and msg[p] < 0:
             raise invalid(f"parameter '{p}' of AddSimulatorBackupStorage cannot be negative, got {msg[p]}")
