@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from integration.agent_keys import signed_client
 from integration.envs import GB, unique
 from kvmagent import protocol as p
-from mn.agent import AgentClient
 from mn.client import ClientError
 
 INVALID = "SYS.1007"
@@ -83,7 +83,7 @@ def test_loopback_and_local_files_by_explicit_opt_in(api, bs, gconf):
 
 def test_agent_side_refuses_without_the_policy(sim, bs):
     """The simulated backup storage checks the command's own policy, as an agent does."""
-    client = AgentClient(timeout=10)
+    client = signed_client(timeout=10)
     for url, why in (("file:///etc/shadow", "no directory is allowed"), ("http://169.254.169.254/", "metadata"),
                      ("gopher://x/", "scheme")):
         with pytest.raises(Exception, match=why):
