@@ -4,6 +4,8 @@ talk to agents directly sign with it (kvmagent/auth.py)."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from kvmagent import auth
 from mn.agent import AgentClient
 
 KEY_FILE = Path(tempfile.mkdtemp(prefix="zstack-test-keys-")) / "agent.key"
+atexit.register(shutil.rmtree, KEY_FILE.parent, True)
 MASTER = auth.create_key_file(KEY_FILE)
 KEYS = auth.DerivedKeys(MASTER)
 
