@@ -72,7 +72,7 @@ def _callback_url(config: MNConfig) -> str | None:
 
 
 def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
-    Path(config.home).mkdir(parents=True, exist_ok=True)
+    Path(config.home).mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the keys and the database
     if worker.index == 0:  # the other workers start once worker 0 has migrated the database
         upgrade(config.db_url)
     db = Database(config.db_url)

@@ -66,7 +66,7 @@ def cmd_deploydb(args: argparse.Namespace) -> int:
         normalise_value("db_url", args.db_url)
     config = load_config(paths, **({"db_url": args.db_url} if args.db_url else {}))
     url = config.db_url
-    paths.home.mkdir(parents=True, exist_ok=True)
+    paths.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     print(f"migrating {mask_url(url)} ...", flush=True)

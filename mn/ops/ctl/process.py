@@ -86,7 +86,7 @@ def running_pid(paths: Paths) -> int | None:
 @contextlib.contextmanager
 def ctl_lock(paths: Paths) -> Iterator[None]:
     """Serialise state-changing commands on one home (an flock, released when the process dies)."""
-    paths.home.mkdir(parents=True, exist_ok=True)
+    paths.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(paths.lock, "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
