@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -121,6 +122,10 @@ def agent(client: AgentClient, real_agent: harness.AgentProcess, host2: harness.
     tag = new_uuid()[:6]
     root = workdir / tag
     (root / "src").mkdir(parents=True)
+    # Images are 0640 in the group of <bs>/images: the (non-root) login reads them through it.
+    images = root / "bs" / "images"
+    images.mkdir(mode=0o750, parents=True)
+    os.chown(images, 0, pwd.getpwnam(str(sftp_login["backupStorageUsername"])).pw_gid)
     made_links: list[str] = []
     made_links2: list[str] = []  # on host2
     on2 = ("ip", "netns", "exec", host2.netns)

@@ -236,6 +236,18 @@ def _rewrite_keys(username: str, edit: Any) -> None:
         os.replace(tmp, path)
 
 
+def _grant_read(username: str, images: Path, image: Path) -> None:
+    """Let the login read `image` through the group of `images` and of the image (0750/0640):
+    an agent run as root gives both the login's primary group when they have another one (a
+    storage has one login; a root login reads everything anyway)."""
+    _, uid, gid = _authorized_keys(username)
+    if uid == 0 or os.geteuid() != 0:
+        return
+    for path in (images, image):
+        if path.stat().st_gid != gid:
+            os.chown(path, -1, gid)
+
+
 def issue_key(agent: Any, cmd: IssueTransferKeyCmd) -> IssueTransferKeyRsp:
     """A fresh key pair whose public half the login accepts only to `cat` this one image, until
     it is revoked or `seconds` pass (sshd's expiry-time)."""
@@ -245,6 +257,7 @@ def issue_key(agent: Any, cmd: IssueTransferKeyCmd) -> IssueTransferKeyRsp:
         raise AgentError(f"no image {cmd.installPath} on backup storage {cmd.bsUuid}")
     if not _SAFE_PATH.match(str(image)):
         raise AgentError(f"image path {image} has characters a transfer key cannot name")
+    _grant_read(cmd.username, root / IMAGES_DIR, image)
     seconds = min(max(int(cmd.seconds), 30), int(FETCH_TIMEOUT))
     key_id = secrets.token_hex(8)
     with tempfile.TemporaryDirectory(prefix="zstack-transfer-") as d:
