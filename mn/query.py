@@ -435,7 +435,8 @@ def run_query(s: Session, api: ApiSpec, msg: dict[str, Any]) -> dict[str, Any]:
     if start:
         # A deep page: find its keys first (an index-only walk past `start` entries), then load
         # those rows alone; a derived table, since MySQL/MariaDB refuse LIMIT inside IN (...).
-        keys = q.with_only_columns(pk).offset(start).subquery()
+        # maintain_column_froms: a subclass's table (joined inheritance) stays for its sort column.
+        keys = q.with_only_columns(pk, maintain_column_froms=True).offset(start).subquery()
         q = select(model).join(keys, pk == keys.c[pk.key]).order_by(*order)
     rows = s.scalars(q).all()
     reply["inventories"] = to_inventories(s, rows, fields)
