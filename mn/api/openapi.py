@@ -82,6 +82,14 @@ HANDLER_RULES: dict[tuple[str | None, str], dict[str, Any]] = {
     (None, "username"): {"pattern": NOT_BLANK},
     ("CreateSystemTag", "tag"): {"pattern": SYSTEM_TAG_FORM},
     ("CreateUserTag", "tag"): {"pattern": NOT_BLANK},
+    ("GetFreeIp", "limit"): {"minimum": 0, "maximum": 10000},
+    ("GetEipAttachableVmNics", "limit"): {"minimum": 0},
+    ("GetEipAttachableVmNics", "start"): {"minimum": 0},
+    ("CreateVip", "ipVersion"): {"enum": [4]},
+    **{(api, p): {"minimum": 0} for api, names in (
+        ("AddSimulatorPrimaryStorage", ("totalCapacity", "availableCapacity", "totalPhysicalCapacity",
+                                        "availablePhysicalCapacity")),
+        ("AddSimulatorBackupStorage", ("totalCapacity", "availableCapacity"))) for p in names},
 }
 """Checks the APIs' handlers make that the catalogue's parameters do not state, as schema
 keywords (by parameter name for every API, or for one API): the document promises no request
@@ -90,7 +98,7 @@ the MN refuses for a reason a schema can say."""
 
 def _refined(api: str, p: ParamSpec, s: dict[str, Any]) -> dict[str, Any]:
     rule = HANDLER_RULES.get((api, p.name)) or HANDLER_RULES.get((None, p.name))
-    if rule and p.type in ("string", "enum"):
+    if rule and p.type in ("string", "enum", "int", "long"):
         return {**s, **rule}
     if rule and p.type == "list" and "items" in s:
         return {**s, "items": {**s["items"], **rule}}
@@ -251,7 +259,10 @@ def _inventory_params(spec: ApiSpec) -> list[dict[str, Any]]:
     qc = QueryCompiler()
     columns = qc.column_fields(inv) if inv in TARGETS else []
     expansions = qc.available_expansions(inv, spec) if inv in TARGETS else []
-    names = [re.escape(c) for c in columns] + [re.escape(e) + r"\.[A-Za-z0-9_.]+" for e in expansions]
+    exps = qc.expansions(inv, spec) if inv in TARGETS else {}
+    names = [re.escape(c) for c in columns] + [
+        re.escape(e) + r"\.(?:" + "|".join(re.escape(f) for f in qc.column_fields(exps[e]["inventory"])) + ")"
+        for e in expansions if qc.column_fields(exps[e]["inventory"])]
     q = "query"
     return [
         {"name": "fields", "in": q, "style": "form", "explode": False,
@@ -265,7 +276,8 @@ def _inventory_params(spec: ApiSpec) -> list[dict[str, Any]]:
          "description": "a condition <field><op><value>, repeated (AND): ops =, !=, >, >=, <, <=, "
                         "?= (in, comma-separated), !?= (not in), ~= (like, % wildcards), !~=, "
                         "'<field> is null', '<field> not null'; fields may be expansions "
-                        "(zone.name=z1); the value must suit the field's type"},
+                        "(zone.name=z1; the pattern names one level, the MN takes any depth); "
+                        "the value must suit the field's type"},
         {"name": "sort", "in": q, "schema": {"type": "string", "enum": ["", *(f"{d}{c}" for c in columns for d in ("", "+", "-"))]},
          "description": "+field (ascending) or -field (descending); empty: unsorted"},
     ]
@@ -278,8 +290,8 @@ def _query_string_params(spec: ApiSpec, template: str) -> list[dict[str, Any]]:
     skip = set(_VAR.findall(template))
     out: list[dict[str, Any]] = []
     for p in spec.params:
-        if p.name in skip:
-            continue
+        if p.name in skip or p.type in ("map", "object"):
+            continue  # a map cannot travel in a query string: RPC carries it
         item: dict[str, Any] = {"name": p.name, "in": "query", "schema": param_schema(p, spec.name)}
         if _required(p):
             item["required"] = True
@@ -475,7 +487,8 @@ def _fixed_paths() -> dict[str, dict[str, Any]]:
                 "503": ref("responses", "Failed"), "4XX": ref("responses", "ClientError")}}},
         f"{REST_PREFIX}/openapi.json": {"get": {
             "tags": ["openapi"], "operationId": "getOpenApi", "summary": "this document",
-            "responses": {"200": {"description": "the OpenAPI document", **_json({"type": "object"})}}}},
+            "responses": {"200": {"description": "the OpenAPI document", **_json({"type": "object"})},
+                          "4XX": ref("responses", "ClientError")}}},
     }
 
 
