@@ -35,7 +35,8 @@ TIME_BUDGET = 170.0  # seconds, on 2 busy cores (the run takes ~15 s on an idle 
 
 SEMANTIC = re.compile("|".join([
     r" needs ",                                # one of several parameters required (GetFreeIp needs ...)
-    r" is not a valid (IPv4 address|IPv4 CIDR|IP address|domain name|timestamp|int|long|boolean|float|double)",
+    r" is not a valid (IPv4 address|IPv4 CIDR|IPv4 network CIDR|IP address|domain name|timestamp|int|long|"
+    r"boolean|float|double)",
     r"must be a URL|must be an absolute (directory )?path",  # URLs and paths (AddImage, storages)
     r"is not a resource type of this management node",       # the resource types plugins register
     r"there is no global config",              # categories and names come from the services loaded
@@ -43,7 +44,7 @@ SEMANTIC = re.compile("|".join([
     r"must be one of \[",                      # strategies of the loaded allocators
     r"is not of the form key::value",          # system tags of the APIs that apply them
     r"name different",                         # two parameters naming one resource disagree
-    r"must have |cannot exceed ",              # one parameter constrains another (category and system)
+    r"must have |cannot exceed |must be within \[0, ",  # one parameter bounds another (memorySize)
 ]))
 """Details of SYS.1007 refusals no OpenAPI schema can state (a regex over the error's details)."""
 

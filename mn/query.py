@@ -328,7 +328,9 @@ class QueryCompiler:
         if group_by:
             col, _ = self.column(inventory, group_by, "groupBy")
             pk = model.__mapper__.primary_key[0]
-            firsts = select(func.min(pk)).where(*clauses).group_by(col)
+            # Uncorrelated, from the model's own tables: with joined inheritance every column of
+            # the subquery is also in the outer query, which would otherwise swallow its FROM.
+            firsts = select(func.min(pk)).select_from(model).where(*clauses).group_by(col).correlate(None)
             return select(model).where(pk.in_(firsts))
         return select(model).where(and_(*clauses)) if clauses else select(model)
 

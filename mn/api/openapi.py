@@ -86,6 +86,13 @@ HANDLER_RULES: dict[tuple[str | None, str], dict[str, Any]] = {
     ("GetEipAttachableVmNics", "limit"): {"minimum": 0},
     ("GetEipAttachableVmNics", "start"): {"minimum": 0},
     ("CreateVip", "ipVersion"): {"enum": [4]},
+    ("CreateL2NoVlanNetwork", "type"): {"enum": ["L2NoVlanNetwork"]},
+    ("CreateL2VlanNetwork", "type"): {"enum": ["L2VlanNetwork"]},
+    ("CreateDataVolume", "diskSize"): {"minimum": 1},
+    ("CreateVmInstance", "cpuNum"): {"minimum": 1},
+    ("CreateVmInstance", "memorySize"): {"minimum": 1},
+    ("AddSimulatorHost", "cpuCapacity"): {"minimum": 1},
+    ("AddSimulatorHost", "memoryCapacity"): {"minimum": 1},
     **{(api, p): {"minimum": 0} for api, names in (
         ("AddSimulatorPrimaryStorage", ("totalCapacity", "availableCapacity", "totalPhysicalCapacity",
                                         "availablePhysicalCapacity")),
