@@ -18,6 +18,7 @@ BASE_FIELDS = frozenset({
     "props", "serviceId", "createdTime", "messageDeadline",
 })
 _INT_TYPES = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_HEX32 = re.compile("[0-9a-f]{32}")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -142,6 +143,10 @@ def validate(spec: ApiSpec, params: dict[str, Any], lenient: bool = False) -> di
         out[p.name] = _check_param(spec.name, p, v, lenient)
         if not isinstance(v, bool | int | float):
             _text(f"parameter '{p.name}' of {spec.name}", out[p.name])
+    rid = out.get("resourceUuid")
+    if isinstance(rid, str) and not _HEX32.fullmatch(rid):
+        # ZStack's APICreateMessage: checked before an async API's job is queued, not in it.
+        raise invalid(f"resourceUuid must be 32 lower-case hex characters, got {rid!r}")
     for k in ("systemTags", "userTags"):
         tags = params.get(k)
         if tags is None:
