@@ -12,13 +12,14 @@ import os
 import socket
 from pathlib import Path
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
 
 from kvmagent import auth
 from mn import __version__, plugins
 from mn.agent import CALLBACK_PATH, AgentClient
-from mn.api import agent_events, rest, rpc
+from mn.api import agent_events, rest, rpc, wire
 from mn.api.dispatch import Dispatcher
 from mn.api.openapi import build_openapi
 from mn.background import periodic
@@ -115,8 +116,10 @@ def create_app(config: MNConfig | None = None, worker: Worker = Worker()) -> Fla
     app.register_blueprint(rpc.bp)
     app.register_blueprint(rest.bp)
     app.register_blueprint(agent_events.bp)
+    mount_error_handlers(app, config.api_max_body)
 
     @app.get(f"{rest.PREFIX}/openapi.json")
+    @app.get(f"{rest.PREFIX}/openapi.json/")
     def openapi_json():
         """The OpenAPI document (no session needed), built on first use and kept for the app's life."""
         if "zstack.openapi" not in app.extensions:
@@ -134,6 +137,34 @@ def create_app(config: MNConfig | None = None, worker: Worker = Worker()) -> Fla
                         "backgroundRounds": dict(bg.rounds) if bg is not None else {}})
 
     return app
+
+
+AGENT_MAX_BODY = 64 << 20
+"""The largest body an agent may post (events, async replies): the HTTP server's own limit."""
+
+
+def mount_error_handlers(app: Flask, api_max_body: int) -> None:
+    """Bodies under /zstack/ are limited to `api_max_body` bytes (413), agents' to AGENT_MAX_BODY;
+    every failure of the HTTP layer (werkzeug's 404, 405, 413, an exception escaping a view) is
+    answered as JSON in ZStack's error shape: the RPC reply's under /zstack/api, REST's elsewhere.
+    An unexpected exception is logged and answered 500 SYS.1000 without its text."""
+    app.config["MAX_CONTENT_LENGTH"] = AGENT_MAX_BODY
+
+    @app.before_request
+    def _limit_api_body() -> None:
+        if request.path.startswith("/zstack/"):
+            request.max_content_length = api_max_body
+
+    @app.errorhandler(HTTPException)
+    @app.errorhandler(Exception)
+    def _error(exc: Exception):
+        if not isinstance(exc, HTTPException) or (exc.code or 500) >= 500:
+            log.error("%s %s failed", request.method, request.path, exc_info=exc)
+        err = wire.http_error(exc, request.max_content_length)
+        status = err.http_status or 500
+        if request.path.startswith("/zstack/api"):
+            return rpc.error_reply(err, status)
+        return jsonify({"success": False, "error": err.to_dict()}), status
 
 
 def _heartbeat_interval(svc: Services) -> float:

@@ -36,6 +36,7 @@ class MNConfig:
                                # machine's address when `host` is a wildcard)
     processes: int = 0         # MN processes sharing `port` (SO_REUSEPORT), 0: CPUs + 1, at most 8 (mn/workers.py)
     callback_port: int = 0     # set at start: where this process takes agents' async replies (0: `port`)
+    api_max_body: int = 8 << 20  # bytes: a larger API request body is refused (413, SYS.1007)
     disabled_plugins: str = ""  # comma-separated names of installed plugins not to load (mn/plugins.py)
     agent_key_file: str = ""   # the master key agents' keys derive from (default <home>/agent.key;
                                # made at first start; every MN sharing the database needs the same)

@@ -5,7 +5,10 @@ Every failure that reaches a client is an ApiError; anything else is wrapped as 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # ZStack's SysErrors codes.
 INTERNAL = "SYS.1000"
@@ -89,7 +92,11 @@ def operr(details: str) -> ApiError:
 
 
 def wrap(exc: BaseException) -> ApiError:
-    """Return exc as an ApiError, wrapping unexpected exceptions as SYS.1000."""
+    """Return exc as an ApiError, wrapping unexpected exceptions as SYS.1000. The wrapped
+    exception's text (SQL, paths, values) is not in the error, which clients see: it is logged
+    here, with its traceback, once per wrapping."""
     if isinstance(exc, ApiError):
         return exc
-    return ApiError(INTERNAL, f"{type(exc).__name__}: {exc}")
+    log.error("internal error: %s: %s", type(exc).__name__, exc, exc_info=exc)
+    return ApiError(INTERNAL, f"an internal error ({type(exc).__name__}) happened in the management node; "
+                              "its log has the details")

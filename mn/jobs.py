@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, insert, update
 
 from mn.db.base import utcnow
 from mn.db.engine import Database
-from mn.errors import ApiError, wrap
+from mn.errors import wrap
 from mn.models import ApiJob
 
 log = logging.getLogger(__name__)
@@ -126,9 +126,7 @@ class JobRunner:
                 reply = work()
                 self.finish(job_uuid, "Succeeded", {"success": True, **reply})
             except BaseException as exc:  # noqa: BLE001 - every failure ends the job
-                err = wrap(exc)
-                if not isinstance(exc, ApiError):
-                    log.exception("job %s failed unexpectedly", job_uuid)
+                err = wrap(exc)  # logs an unexpected exception
                 self.finish(job_uuid, "Failed", {"success": False, "error": err.to_dict()})
         finally:
             nxt = None

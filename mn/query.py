@@ -328,7 +328,9 @@ class QueryCompiler:
         if group_by:
             col, _ = self.column(inventory, group_by, "groupBy")
             pk = model.__mapper__.primary_key[0]
-            firsts = select(func.min(pk)).where(*clauses).group_by(col)
+            # Uncorrelated, from the model's own tables: with joined inheritance every column of
+            # the subquery is also in the outer query, which would otherwise swallow its FROM.
+            firsts = select(func.min(pk)).select_from(model).where(*clauses).group_by(col).correlate(None)
             return select(model).where(pk.in_(firsts))
         return select(model).where(and_(*clauses)) if clauses else select(model)
 
@@ -435,7 +437,8 @@ def run_query(s: Session, api: ApiSpec, msg: dict[str, Any]) -> dict[str, Any]:
     if start:
         # A deep page: find its keys first (an index-only walk past `start` entries), then load
         # those rows alone; a derived table, since MySQL/MariaDB refuse LIMIT inside IN (...).
-        keys = q.with_only_columns(pk).offset(start).subquery()
+        # maintain_column_froms: a subclass's table (joined inheritance) stays for its sort column.
+        keys = q.with_only_columns(pk, maintain_column_froms=True).offset(start).subquery()
         q = select(model).join(keys, pk == keys.c[pk.key]).order_by(*order)
     rows = s.scalars(q).all()
     reply["inventories"] = to_inventories(s, rows, fields)

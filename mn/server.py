@@ -79,11 +79,14 @@ def start(config: MNConfig, worker: Worker = Worker()) -> RunningMN:
     # Bound before the app is made (its MN row records the port, its recovery may give agents this
     # process's callback URL: their requests wait in the backlog until it serves). Several processes
     # share the API port (SO_REUSEPORT), each with a port of its own for async replies (mn/workers.py).
+    # max_body=0: the app limits bodies itself (mn.app.mount_error_handlers), answering ZStack's
+    # JSON error rather than the HTTP server's plain-text 413.
     servers = [WSGIServer(config.host, config.port, threads=config.api_threads(worker.count),
-                          connection_limit=1000, idle_timeout=300, ident="zstack", reuse_port=worker.count > 1)]
+                          connection_limit=1000, idle_timeout=300, ident="zstack", reuse_port=worker.count > 1,
+                          max_body=0)]
     if worker.count > 1:
         servers.append(WSGIServer(config.host, 0, threads=CALLBACK_THREADS, connection_limit=1000,
-                                  idle_timeout=300, ident="zstack"))
+                                  idle_timeout=300, ident="zstack", max_body=0))
         config.callback_port = servers[1].port
     try:
         app = create_app(config, worker)

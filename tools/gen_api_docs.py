@@ -246,8 +246,13 @@ Over REST, send it as the header `Authorization: OAuth <session uuid>`; over RPC
 
 An error answers `{"success": false, "error": {"code", "description", "details"}}` with ZStack's
 codes (`SYS.1007` invalid argument, `SYS.1003` not found, `ID.1001` invalid session, ...) and HTTP
-400 (invalid argument), 401 (no or invalid session), 404 (no such API, resource or job),
-501 (an API of the catalogue this MN does not implement) or 503 (the API failed).
+400 (invalid argument), 401 (no or invalid session, a failed login), 404 (no such API, resource or
+job), 405 (no API with that method there), 413 (a body over the MN's `api_max_body`), 415 (a body
+that is not JSON), 501 (an API of the catalogue this MN does not implement) or 503 (the API failed).
+Over RPC the same error is in `result`: a call refused before it ran (its body, parameters or
+session) answers that 4xx; a call that ran answers 200 with its failure in `result`. Every path
+also takes a trailing slash (`POST /zstack/api/`, as ZStack's own clients send). Parameter objects
+are closed (`additionalProperties: false`): an unknown parameter is SYS.1007.
 
 ## Async jobs
 

@@ -114,10 +114,7 @@ class Dispatcher:
                 reply = {"success": True, **reg.run(ctx, msg)}
                 return CallResult(new_uuid(), spec, True, reply, created, utcnow())
             except Exception as exc:  # noqa: BLE001
-                err = wrap(exc)
-                if err.code == "SYS.1000":
-                    log.exception("%s failed", spec.name)
-                return self._fail(spec, err, created)
+                return self._fail(spec, wrap(exc), created)  # wrap() logs an unexpected exception
         job_uuid = new_uuid()
         ctx.job_uuid = job_uuid
         key = reg.sync_key(msg) if reg.sync_key else None

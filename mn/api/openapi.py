@@ -32,6 +32,9 @@ SESSION = "OAuth"
 TAG_PARAMS = ("systemTags", "userTags")
 QUERY_PARAMS = ("q", "limit", "start", "count", "replyWithCount", "sort", "fields", "groupBy", "filterName")
 _VAR = re.compile(r"\{(\w+)\}")
+NOT_BLANK = r"\S"
+"""A string holding a non-space character (the MN refuses blank strings of most parameters)."""
+
 _SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
     "enum": {"type": "string"},
@@ -69,8 +72,52 @@ def _coerce(t: str, v: Any) -> Any:
     return str(v) if t in ("string", "enum", "timestamp") else v
 
 
-def param_schema(p: ParamSpec) -> dict[str, Any]:
+HEX_UUID = "^[0-9a-f]{32}$"
+SYSTEM_TAG_FORM = r"^[^:]*[^:\s][^:]*::.*\S"
+"""key::value, both holding a non-space character (mn.services.tag.check_system_tag)."""
+HANDLER_RULES: dict[tuple[str | None, str], dict[str, Any]] = {
+    (None, "resourceUuid"): {"pattern": HEX_UUID},
+    (None, "deleteMode"): {"enum": ["Permissive", "Enforcing"]},
+    (None, "physicalInterface"): {"pattern": NOT_BLANK},
+    (None, "username"): {"pattern": NOT_BLANK},
+    ("CreateSystemTag", "tag"): {"pattern": SYSTEM_TAG_FORM},
+    ("CreateUserTag", "tag"): {"pattern": NOT_BLANK},
+    ("GetFreeIp", "limit"): {"minimum": 0, "maximum": 10000},
+    ("GetEipAttachableVmNics", "limit"): {"minimum": 0},
+    ("GetEipAttachableVmNics", "start"): {"minimum": 0},
+    ("CreateVip", "ipVersion"): {"enum": [4]},
+    ("CreateL2NoVlanNetwork", "type"): {"enum": ["L2NoVlanNetwork"]},
+    ("CreateL2VlanNetwork", "type"): {"enum": ["L2VlanNetwork"]},
+    ("CreateDataVolume", "diskSize"): {"minimum": 1},
+    ("CreateVmInstance", "cpuNum"): {"minimum": 1},
+    ("CreateVmInstance", "memorySize"): {"minimum": 1},
+    ("AddSimulatorHost", "cpuCapacity"): {"minimum": 1},
+    ("AddSimulatorHost", "memoryCapacity"): {"minimum": 1},
+    **{(api, p): {"minimum": 0} for api, names in (
+        ("AddSimulatorPrimaryStorage", ("totalCapacity", "availableCapacity", "totalPhysicalCapacity",
+                                        "availablePhysicalCapacity")),
+        ("AddSimulatorBackupStorage", ("totalCapacity", "availableCapacity"))) for p in names},
+}
+"""Checks the APIs' handlers make that the catalogue's parameters do not state, as schema
+keywords (by parameter name for every API, or for one API): the document promises no request
+the MN refuses for a reason a schema can say."""
+
+
+def _refined(api: str, p: ParamSpec, s: dict[str, Any]) -> dict[str, Any]:
+    rule = HANDLER_RULES.get((api, p.name)) or HANDLER_RULES.get((None, p.name))
+    if rule and p.type in ("string", "enum", "int", "long"):
+        return {**s, **rule}
+    if rule and p.type == "list" and "items" in s:
+        return {**s, "items": {**s["items"], **rule}}
+    return s
+
+
+def param_schema(p: ParamSpec, api: str = "") -> dict[str, Any]:
     """The JSON schema of one parameter, with its validation as schema keywords or x-zstack-*."""
+    return _refined(api, p, _param_schema(p))
+
+
+def _param_schema(p: ParamSpec) -> dict[str, Any]:
     if p.type == "list":
         et = p.elementType or "string"
         s: dict[str, Any] = {"type": "array", "items": dict(_SCALARS.get(et, {}))}
@@ -85,6 +132,7 @@ def param_schema(p: ParamSpec) -> dict[str, Any]:
             s["minLength"] = p.minLength
         if not p.emptyString:
             s["x-zstack-not-blank"] = True
+            s["pattern"] = NOT_BLANK
         if p.sensitive:
             s["format"] = "password"
     if p.validValues is not None and p.type != "boolean":
@@ -109,16 +157,19 @@ def _required(p: ParamSpec) -> bool:
 
 
 def params_object(spec: ApiSpec, skip: set[str]) -> dict[str, Any]:
-    props = {p.name: param_schema(p) for p in spec.params if p.name not in skip}
-    obj: dict[str, Any] = {"type": "object", "properties": dict(sorted(props.items()))}
+    props = {p.name: param_schema(p, spec.name) for p in spec.params if p.name not in skip}
+    # Closed: the MN refuses a parameter the API does not declare (mn.catalogue.params.validate).
+    obj: dict[str, Any] = {"type": "object", "properties": dict(sorted(props.items())), "additionalProperties": False}
     req = sorted(p.name for p in spec.params if p.name not in skip and _required(p))
     if req:
         obj["required"] = req
     return obj
 
 
-def _tags_schema() -> dict[str, Any]:
-    return {"type": "array", "items": {"type": "string"}}
+def _tags_schema(system: bool = True) -> dict[str, Any]:
+    """systemTags or userTags: strings, checked by the APIs that apply them (e.g. CreateVmInstance)."""
+    desc = "key::value strings" if system else "strings"
+    return {"type": "array", "items": {"type": "string"}, "description": desc}
 
 
 def request_schema(spec: ApiSpec, template: str) -> dict[str, Any]:
@@ -128,7 +179,7 @@ def request_schema(spec: ApiSpec, template: str) -> dict[str, Any]:
     inner = params_object(spec, set(_VAR.findall(template)))
     body: dict[str, Any] = {
         "type": "object", "title": spec.name,
-        "properties": {key: inner, "systemTags": _tags_schema(), "userTags": _tags_schema()},
+        "properties": {key: inner, "systemTags": _tags_schema(), "userTags": _tags_schema(False)},
         "x-zstack-api": spec.name, "x-zstack-message": spec.message, "x-zstack-kind": spec.kind,
     }
     if spec.rest.method == "PUT" or "required" in inner:
@@ -194,20 +245,61 @@ def _path_params(template: str, specs: list[ApiSpec]) -> list[dict[str, Any]]:
     out = []
     for var in _VAR.findall(template):
         p = next((s.param_map[var] for s in specs if var in s.param_map), None)
-        schema = param_schema(p) if p is not None and p.type != "list" else {"type": "string"}
+        schema = param_schema(p, specs[0].name) if p is not None and p.type != "list" else {"type": "string"}
         out.append({"name": var, "in": "path", "required": True, "schema": schema})
     return out
 
 
+OPS_RE = "(?:!\\?=|\\?=|!~=|~=|>=|<=|!=|=|>|<)"
+"""The query operators (mn.catalogue.conditions.QUERY_OPS) as a regex alternation."""
+INVENTORY_PARAMS = ("q", "sort", "fields", "groupBy")
+"""Query-string parameters whose valid values depend on the queried inventory."""
+
+
+def _inventory_params(spec: ApiSpec) -> list[dict[str, Any]]:
+    """q, sort, fields and groupBy of a query API, naming the fields of its inventory: the
+    columns conditions, sortBy and groupBy take, the expansions conditions may go through, and
+    every field for `fields` (mn.query.QueryCompiler decides; its errors list the same names)."""
+    from mn.query import TARGETS, QueryCompiler
+
+    inv = spec.inventory or ""
+    qc = QueryCompiler()
+    columns = qc.column_fields(inv) if inv in TARGETS else []
+    expansions = qc.available_expansions(inv, spec) if inv in TARGETS else []
+    exps = qc.expansions(inv, spec) if inv in TARGETS else {}
+    names = [re.escape(c) for c in columns] + [
+        re.escape(e) + r"\.(?:" + "|".join(re.escape(f) for f in qc.column_fields(exps[e]["inventory"])) + ")"
+        for e in expansions if qc.column_fields(exps[e]["inventory"])]
+    q = "query"
+    return [
+        {"name": "fields", "in": q, "style": "form", "explode": False,
+         "schema": {"type": "array", "items": {"type": "string", "enum": ["", *(f for f, _ in qc.cat.inventories[inv].fields)]
+                                               if inv in qc.cat.inventories else [""]}},
+         "description": "only these fields of each inventory"},
+        {"name": "groupBy", "in": q, "schema": {"type": "string", "enum": ["", *columns]},
+         "description": "an empty value is no grouping"},
+        {"name": "q", "in": q, "style": "form", "explode": True,
+         "schema": {"type": "array", "items": {"type": "string", "pattern": f"^(?:{'|'.join(names)}){OPS_RE}"}},
+         "description": "a condition <field><op><value>, repeated (AND): ops =, !=, >, >=, <, <=, "
+                        "?= (in, comma-separated), !?= (not in), ~= (like, % wildcards), !~=, "
+                        "'<field> is null', '<field> not null'; fields may be expansions "
+                        "(zone.name=z1; the pattern names one level, the MN takes any depth); "
+                        "the value must suit the field's type"},
+        {"name": "sort", "in": q, "schema": {"type": "string", "enum": ["", *(f"{d}{c}" for c in columns for d in ("", "+", "-"))]},
+         "description": "+field (ascending) or -field (descending); empty: unsorted"},
+    ]
+
+
 def _query_string_params(spec: ApiSpec, template: str) -> list[dict[str, Any]]:
     if spec.kind == "query":
-        return [ref("parameters", n) for n in QUERY_PARAMS]
+        own = {p["name"]: p for p in _inventory_params(spec)}
+        return [own.get(n) or ref("parameters", n) for n in QUERY_PARAMS]
     skip = set(_VAR.findall(template))
     out: list[dict[str, Any]] = []
     for p in spec.params:
-        if p.name in skip:
-            continue
-        item: dict[str, Any] = {"name": p.name, "in": "query", "schema": param_schema(p)}
+        if p.name in skip or p.type in ("map", "object"):
+            continue  # a map cannot travel in a query string: RPC carries it
+        item: dict[str, Any] = {"name": p.name, "in": "query", "schema": param_schema(p, spec.name)}
         if _required(p):
             item["required"] = True
         out.append(item)
@@ -215,11 +307,15 @@ def _query_string_params(spec: ApiSpec, template: str) -> list[dict[str, Any]]:
     return [*out, *(ref("parameters", n) for n in TAG_PARAMS)]
 
 
-def _error_responses(session: bool) -> dict[str, Any]:
-    out = {"400": ref("responses", "BadRequest"), "404": ref("responses", "NotFound"),
-           "503": ref("responses", "Failed")}
-    if session:
-        out["401"] = ref("responses", "Unauthorized")
+def _error_responses(session: bool, body: bool = False) -> dict[str, Any]:
+    """Every error an operation may answer: 401 also without a session (LogInByAccount's wrong
+    password), 413/415 for bodies, 4XX for the rest of the HTTP layer's refusals (405...)."""
+    out = {"400": ref("responses", "BadRequest"), "401": ref("responses", "Unauthorized"),
+           "404": ref("responses", "NotFound"), "503": ref("responses", "Failed")}
+    if body:
+        out["413"] = ref("responses", "TooLarge")
+        out["415"] = ref("responses", "UnsupportedMediaType")
+    out["4XX"] = ref("responses", "ClientError")
     return out
 
 
@@ -232,7 +328,8 @@ def _success_responses(specs: list[ApiSpec]) -> dict[str, Any]:
     direct = [s for s in specs if s.kind != "async"]
     if direct:
         refs = [ref("schemas", f"{s.name}Reply") for s in direct]
-        out["200"] = {"description": "the shaped reply", **_json(refs[0] if len(refs) == 1 else {"oneOf": refs})}
+        # anyOf: the replies of several APIs sharing a path may have the same shape.
+        out["200"] = {"description": "the shaped reply", **_json(refs[0] if len(refs) == 1 else {"anyOf": refs})}
     if len(direct) < len(specs):
         out["202"] = ref("responses", "Accepted")
     return out
@@ -279,7 +376,8 @@ def _operation(method: str, template: str, specs: list[ApiSpec], primary: bool) 
         params += _query_string_params(specs[0], template)
     elif method in ("POST", "PUT"):
         refs = [ref("schemas", f"{s.name}Request") for s in specs]
-        op["requestBody"] = {"required": True, **_json(refs[0] if len(refs) == 1 else {"oneOf": refs})}
+        # anyOf: each branch requires its action's key; a body may name more (the first is run).
+        op["requestBody"] = {"required": True, **_json(refs[0] if len(refs) == 1 else {"anyOf": refs})}
     if params:
         op["parameters"] = params
     if specs[0].kind == "query":
@@ -287,7 +385,7 @@ def _operation(method: str, template: str, specs: list[ApiSpec], primary: bool) 
         op["x-zstack-inventory"] = s.inventory
         op["x-zstack-queryable"] = list(s.queryable)
         op["x-zstack-expansions"] = [dict(sorted(e.items())) for e in s.expanded]
-    op["responses"] = {**_success_responses(specs), **_error_responses(session)}
+    op["responses"] = {**_success_responses(specs), **_error_responses(session, method in ("POST", "PUT"))}
     if session:
         op["security"] = [{SESSION: []}] if all(not s.noSession for s in specs) else [{SESSION: []}, {}]
     return op
@@ -329,8 +427,9 @@ def _components(catalog: Catalog, specs: list[ApiSpec], templates: dict[str, str
                              "?= (in, comma-separated), !?= (not in), ~= (like, % wildcards), !~=, "
                              "'<field> is null', '<field> not null'; fields may be expansions "
                              "(zone.name=z1)"},
-        "limit": {"name": "limit", "in": q, "schema": {"type": "integer", "format": "int32", "default": 1000}},
-        "start": {"name": "start", "in": q, "schema": {"type": "integer", "format": "int32"}},
+        "limit": {"name": "limit", "in": q, "schema": {"type": "integer", "format": "int32", "default": 1000,
+                                                        "minimum": 0}},
+        "start": {"name": "start", "in": q, "schema": {"type": "integer", "format": "int32", "minimum": 0}},
         "count": {"name": "count", "in": q, "schema": {"type": "boolean"},
                   "description": "answer only the total"},
         "replyWithCount": {"name": "replyWithCount", "in": q, "schema": {"type": "boolean"},
@@ -343,7 +442,7 @@ def _components(catalog: Catalog, specs: list[ApiSpec], templates: dict[str, str
         "groupBy": {"name": "groupBy", "in": q, "schema": {"type": "string"}},
         "filterName": {"name": "filterName", "in": q, "schema": {"type": "string"}},
         "systemTags": {"name": "systemTags", "in": q, "schema": _tags_schema()},
-        "userTags": {"name": "userTags", "in": q, "schema": _tags_schema()},
+        "userTags": {"name": "userTags", "in": q, "schema": _tags_schema(False)},
     }
     return {
         "schemas": dict(sorted(schemas.items())),
@@ -355,6 +454,9 @@ def _components(catalog: Catalog, specs: list[ApiSpec], templates: dict[str, str
             "Unauthorized": err("no or invalid session (ID.1001)"),
             "NotFound": err("no such resource, API or job"),
             "NotImplemented": err("an API of the catalogue this MN does not serve (SYS.1014)"),
+            "TooLarge": err("the body is larger than the MN accepts (SYS.1007; MNConfig.api_max_body)"),
+            "UnsupportedMediaType": err("the body is not JSON (SYS.1007)"),
+            "ClientError": err("another refusal of the request (SYS.1007, SYS.1008, ...)"),
             "Failed": err("the API failed (ZStack's error code in error.code)"),
         },
         "securitySchemes": {SESSION: {
@@ -374,20 +476,26 @@ def _fixed_paths() -> dict[str, dict[str, Any]]:
             "requestBody": {"required": True, **_json({
                 "type": "object", "minProperties": 1, "maxProperties": 1,
                 "additionalProperties": {"type": "object"}})},
-            "responses": {"200": rpc_reply, "400": rpc_reply}}},
+            "responses": {"200": rpc_reply, **{c: {**rpc_reply, "description": d} for c, d in (
+                ("400", "the body or the parameters are invalid (SYS.1007)"),
+                ("401", "no or invalid session (ID.1001), or a failed login (ID.1000)"),
+                ("404", "no API of that message class (SYS.1008)"),
+                ("413", "the body is too large (SYS.1007)"), ("415", "the body is not JSON (SYS.1007)"),
+                ("4XX", "another refusal before the call ran"))}}}},
         "/zstack/api/result/{uuid}": {"get": {
             "tags": ["rpc"], "operationId": "rpcResult", "summary": "the result of an RPC call",
-            "parameters": uuid, "responses": {"200": rpc_reply, "404": rpc_reply}}},
+            "parameters": uuid, "responses": {"200": rpc_reply, "404": rpc_reply, "4XX": rpc_reply}}},
         f"{REST_PREFIX}/api-jobs/{{uuid}}": {"get": {
             "tags": ["api-jobs"], "operationId": "getApiJob", "summary": "poll an async REST call",
             "parameters": uuid, "responses": {
                 "200": {"description": "the API's shaped reply (its operation's x-zstack-result)",
                         **_json({"type": "object"})},
                 "202": ref("responses", "Accepted"), "404": ref("responses", "NotFound"),
-                "503": ref("responses", "Failed")}}},
+                "503": ref("responses", "Failed"), "4XX": ref("responses", "ClientError")}}},
         f"{REST_PREFIX}/openapi.json": {"get": {
             "tags": ["openapi"], "operationId": "getOpenApi", "summary": "this document",
-            "responses": {"200": {"description": "the OpenAPI document", **_json({"type": "object"})}}}},
+            "responses": {"200": {"description": "the OpenAPI document", **_json({"type": "object"})},
+                          "4XX": ref("responses", "ClientError")}}},
     }
 
 

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from mn.api.dispatch import CallResult, Dispatcher
 from mn.api.rpc import wait_seconds
+from mn.api.wire import read_json
 from mn.catalogue.catalog import ApiSpec
 from mn.catalogue.conditions import parse_condition
 from mn.errors import INVALID_ARGUMENT, RESOURCE_NOT_FOUND, UNKNOWN_MESSAGE, ApiError
@@ -102,16 +102,23 @@ def _arg_params(spec: ApiSpec) -> dict[str, Any]:
 
 
 def _body() -> dict[str, Any]:
-    raw = request.get_data()
-    if not raw:
+    body = read_json(request.get_data(), request.content_type)
+    if body is None:
         return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(INVALID_ARGUMENT, f"the request body is not valid JSON: {exc}", http_status=400) from None
     if not isinstance(body, dict):
         raise ApiError(INVALID_ARGUMENT, "the request body must be a JSON object", http_status=400)
     return body
+
+
+def _object(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """The body's `key` member (absent or null: {}); SYS.1007 unless it is a JSON object."""
+    v = body.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ApiError(INVALID_ARGUMENT, f"'{key}' of the request body must be a JSON object, got {type(v).__name__}",
+                       http_status=400)
+    return dict(v)
 
 
 def _session() -> str | None:
@@ -170,6 +177,7 @@ def _match(method: str, path: str, routes: list[Route]) -> list[tuple[Route, dic
 
 
 @bp.route(f"{PREFIX}/api-jobs/<uuid>", methods=["GET"])
+@bp.route(f"{PREFIX}/api-jobs/<uuid>/", methods=["GET"])
 def api_job(uuid: str):
     d: Dispatcher = current_app.extensions["zstack.dispatcher"]
     res = d.result(uuid, wait_seconds())
@@ -202,10 +210,10 @@ def rest_call(path: str):
             params = _query_params() if spec.kind == "query" else _arg_params(spec)
             lenient = True
         elif method == "PUT":
-            params = dict(body.get(spec.action_key) or {})
+            params = _object(body, spec.action_key)
         else:
             key = spec.rest.parameterName or "params" if spec.rest else "params"
-            params = dict(body.get(key) or {})
+            params = _object(body, key)
         for k in ("systemTags", "userTags"):
             if k in body:
                 params[k] = body[k]

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from mn.api.dispatch import CallResult, Dispatcher
+from mn.api.wire import read_json
 from mn.errors import INVALID_ARGUMENT, RESOURCE_NOT_FOUND, ApiError
 from mn.inventory import fmt_date
 
@@ -34,19 +35,31 @@ def render(res: CallResult) -> dict[str, Any]:
     return out
 
 
-def _error(code: str, details: str, status: int = 400):
-    err = ApiError(code, details)
+def error_reply(err: ApiError, status: int = 400):
+    """A failure before any job existed, in the RPC reply's shape, with its 4xx status."""
     body = {"uuid": "", "state": "Done",
             "result": json.dumps({GENERIC_REPLY: {"success": False, "error": err.to_dict()}})}
     return jsonify(body), status
 
 
+def _error(code: str, details: str, status: int = 400):
+    return error_reply(ApiError(code, details), status)
+
+
+def status_of(res: CallResult) -> int:
+    """200 for a call that ran (its failure, if any, is in the result, as ZStack answers), the
+    error's 4xx status for a call refused before it ran (unknown API, parameters, session)."""
+    s = res.http_status
+    return s if s is not None and 400 <= s < 500 else 200
+
+
 @bp.post("/zstack/api")
+@bp.post("/zstack/api/")  # ZStack's own clients post here: served, not redirected
 def call_api():
     try:
-        body = json.loads(request.get_data() or b"null")
-    except ValueError as exc:
-        return _error(INVALID_ARGUMENT, f"the request body is not valid JSON: {exc}")
+        body = read_json(request.get_data(), request.content_type)
+    except ApiError as err:
+        return error_reply(err, err.http_status or 400)
     if not isinstance(body, dict) or len(body) != 1:
         return _error(INVALID_ARGUMENT, 'the body must be one object {"<API message class>": {...}}')
     (name, params), = body.items()
@@ -55,8 +68,10 @@ def call_api():
     params = dict(params)
     session = params.pop("session", None)
     session_uuid = session.get("uuid") if isinstance(session, dict) else session
+    if session_uuid is not None and not isinstance(session_uuid, str):
+        return _error(INVALID_ARGUMENT, "the session must be {\"uuid\": \"<session uuid>\"}")
     res = _dispatcher().call(name, params, session_uuid)
-    return jsonify(render(res))
+    return jsonify(render(res)), status_of(res)
 
 
 def wait_seconds() -> float:
@@ -69,6 +84,7 @@ def wait_seconds() -> float:
 
 
 @bp.get("/zstack/api/result/<uuid>")
+@bp.get("/zstack/api/result/<uuid>/")
 def get_result(uuid: str):
     """The job's state and result; `?wait=S` holds the answer up to S seconds while it runs."""
     res = _dispatcher().result(uuid, wait_seconds())

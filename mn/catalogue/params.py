@@ -18,8 +18,36 @@ BASE_FIELDS = frozenset({
     "props", "serviceId", "createdTime", "messageDeadline",
 })
 _INT_TYPES = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_HEX32 = re.compile("[0-9a-f]{32}")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
+
+
+def has_lone_surrogate(s: str) -> bool:
+    """Whether `s` holds a code point U+D800..U+DFFF: not a Unicode scalar value sequence, so
+    UTF-8 (and every database) cannot store it."""
+    if s.isascii():
+        return False
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _text(where: str, v: Any) -> None:
+    """SYS.1007 naming `where` if a string in `v` (a map's keys and values too) is not valid Unicode."""
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            if has_lone_surrogate(x):
+                raise invalid(f"{where} is not valid Unicode (it holds a lone surrogate)")
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
 
 
 def _scalar(api: str, p: ParamSpec, t: str, v: Any, lenient: bool) -> Any:
@@ -113,6 +141,12 @@ def validate(spec: ApiSpec, params: dict[str, Any], lenient: bool = False) -> di
             out[p.name] = p.default
             continue
         out[p.name] = _check_param(spec.name, p, v, lenient)
+        if not isinstance(v, bool | int | float):
+            _text(f"parameter '{p.name}' of {spec.name}", out[p.name])
+    rid = out.get("resourceUuid")
+    if isinstance(rid, str) and not _HEX32.fullmatch(rid):
+        # ZStack's APICreateMessage: checked before an async API's job is queued, not in it.
+        raise invalid(f"resourceUuid must be 32 lower-case hex characters, got {rid!r}")
     for k in ("systemTags", "userTags"):
         tags = params.get(k)
         if tags is None:
@@ -121,5 +155,6 @@ def validate(spec: ApiSpec, params: dict[str, Any], lenient: bool = False) -> di
             tags = [tags]
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise invalid(f"'{k}' of {spec.name} must be a list of strings")
+        _text(f"'{k}' of {spec.name}", tags)
         out[k] = tags
     return out

@@ -216,8 +216,10 @@ def _enter_maintenance(ctx: ApiContext, uuid: str) -> None:
     except Exception as exc:  # noqa: BLE001
         transition(ctx, Host, uuid, ["PreMaintenance"], previous)
         err = wrap(exc)
+        # A HOST_MAINTENANCE hook refuses by raising: its message is the reason users are shown.
+        reason = err.details if isinstance(exc, ApiError) else str(exc)
         raise ApiError(OPERATION_ERROR, f"host[uuid:{uuid}] cannot enter maintenance and is back in "
-                                        f"state {previous}: {err.details}", cause=err) from None
+                                        f"state {previous}: {reason}", cause=err) from None
     transition(ctx, Host, uuid, ["PreMaintenance"], "Maintenance")
 
 

@@ -51,3 +51,21 @@ def test_list_params():
     assert out["zoneUuids"] == ["a", "b"]
     with pytest.raises(ApiError, match="must be a list"):
         validate(spec("GetCpuMemoryCapacity"), {"zoneUuids": "a"})
+
+
+def test_resource_uuid_and_lone_surrogates_refused_before_any_job():
+    """An async API's resourceUuid is checked when the call is made (its job would fail later),
+    and no string that is not valid Unicode passes, in lists, maps and tags too."""
+    from mn.catalogue.catalog import load_catalog
+
+    spec = load_catalog().api("CreateZone")
+    assert validate(spec, {"name": "z", "resourceUuid": "a" * 32})["resourceUuid"] == "a" * 32
+    for bad in ("a" * 33, "A" * 32, "be14a61006efb5d52d9a7b9293fb3e8*"):
+        with pytest.raises(ApiError, match="resourceUuid must be 32"):
+            validate(spec, {"name": "z", "resourceUuid": bad})
+    with pytest.raises(ApiError, match="parameter 'name' of CreateZone is not valid Unicode"):
+        validate(spec, {"name": "z\ud800"})
+    with pytest.raises(ApiError, match="'userTags' of CreateZone is not valid Unicode"):
+        validate(spec, {"name": "z", "userTags": ["\udfff"]})
+    with pytest.raises(ApiError, match="'tagUuids' of CreateZone is not valid Unicode"):
+        validate(spec, {"name": "z", "tagUuids": ["ok", "\udbff"]})
