@@ -38,6 +38,8 @@ SEMANTIC = re.compile("|".join([
     r" is not a valid (IPv4 address|IPv4 CIDR|IPv4 network CIDR|IP address|domain name|timestamp|int|long|"
     r"boolean|float|double)",
     r"must be a URL|must be an absolute (directory )?path",  # URLs and paths (AddImage, storages)
+    r"must be a normalised absolute |has control characters",  # storage paths (check_storage_path)
+    r"of AddImage is refused: ",               # the image URL policy: resolved addresses, global configs
     r"is not a resource type of this management node",       # the resource types plugins register
     r"there is no global config",              # categories and names come from the services loaded
     r"is not supported",                       # e.g. VIPs of ipVersion 6
