@@ -81,7 +81,7 @@ def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
     svc = Services(config=config, db=db, agents=AgentClient(timeout=config.agent_timeout,
                                                                callback_url=lambda: _callback_url(config),
                                                                reply_within=config.agent_reply_within),
-                   gconf=gconf, mn_uuid=worker_uuid(base, worker.index), sessions=identity.SessionCache(),
+                   gconf=gconf, mn_uuid=worker_uuid(base, worker.index), sessions=identity.SessionStore(),
                    # This machine's other MN processes: a result request for one of their jobs re-reads it often.
                    siblings=frozenset(worker_uuid(base, i) for i in range(worker.count)))
     _register_mn(svc)
@@ -148,12 +148,13 @@ def _heartbeat(svc: Services) -> None:
 periodic("mn-heartbeat", _heartbeat_interval, per_process=True)(_heartbeat)
 
 
-def _reload_global_config(svc: Services) -> None:
-    """Take UpdateGlobalConfig calls served by other MNs (or this MN's other processes)."""
-    svc.gconf.reload()
+def _sync_global_config(svc: Services) -> None:
+    """Background's loop syncs before each run: this task takes global-config changes into the
+    process's cache within a second for code that runs outside API calls and tasks (the host
+    tracker's loop)."""
 
 
-periodic("global-config-reload", lambda svc: 5.0, per_process=True)(_reload_global_config)
+periodic("global-config-sync", lambda svc: 1.0, per_process=True)(_sync_global_config)
 
 
 def _purge_jobs(svc: Services) -> None:

@@ -23,11 +23,9 @@ _JOURNAL = update(ApiJob).where(ApiJob.uuid == bindparam("job")).values(flowStat
 
 
 class SessionStore(Protocol):
-    """Sessions as the dispatcher checks them (mn.services.identity.SessionCache)."""
+    """Sessions as the dispatcher checks them (mn.services.identity.SessionStore)."""
 
     def validate(self, svc: Services, session_uuid: str | None) -> str: ...
-
-    def drop(self, session_uuid: str) -> None: ...
 
 
 @dataclass
