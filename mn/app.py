@@ -15,7 +15,7 @@ from pathlib import Path
 from flask import Flask, jsonify
 from sqlalchemy import select
 
-from mn import __version__, plugins
+from mn import __version__, plugins, secretbox
 from mn.agent import CALLBACK_PATH, AgentClient
 from mn.api import agent_events, rest, rpc
 from mn.api.dispatch import Dispatcher
@@ -72,8 +72,9 @@ def _callback_url(config: MNConfig) -> str | None:
 
 def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
     Path(config.home).mkdir(parents=True, exist_ok=True)
+    box = secretbox.load(config.home)  # made at the first start; migrations seal with it
     if worker.index == 0:  # the other workers start once worker 0 has migrated the database
-        upgrade(config.db_url)
+        upgrade(config.db_url, secret_key=box.path)
     db = Database(config.db_url)
     base = _mn_uuid(config)
     gconf = GlobalConfigStore(db)
@@ -81,7 +82,7 @@ def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
     svc = Services(config=config, db=db, agents=AgentClient(timeout=config.agent_timeout,
                                                                callback_url=lambda: _callback_url(config),
                                                                reply_within=config.agent_reply_within),
-                   gconf=gconf, mn_uuid=worker_uuid(base, worker.index), sessions=identity.SessionStore(),
+                   gconf=gconf, mn_uuid=worker_uuid(base, worker.index), sessions=identity.SessionStore(), secrets=box,
                    # This machine's other MN processes: a result request for one of their jobs re-reads it often.
                    siblings=frozenset(worker_uuid(base, i) for i in range(worker.count)))
     _register_mn(svc)
