@@ -3,6 +3,8 @@ processes sharing one API port, on the test database."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import os
 import signal
 import time
@@ -13,7 +15,12 @@ import urllib3
 from sqlalchemy import create_engine, text
 
 from integration.envs import assert_consistent, build_env, slow_creation, unique
-from mn.client import ZStackClient
+from mn.client import ClientError, ZStackClient
+
+
+def _parse(date: str) -> dt.datetime:
+    """An inventory date ("Nov 23, 2026 8:28:38 PM")."""
+    return dt.datetime.strptime(date, "%b %d, %Y %I:%M:%S %p")
 
 
 def _health(url: str) -> dict:
@@ -176,3 +183,48 @@ def test_fewer_processes_after_a_restart_leave_no_stale_management_node(mn_proc)
     api.login()
     listed = {m["uuid"] for m in api.query("QueryManagementNode")}
     assert both[0] in listed and both[1] not in listed
+
+
+def _fresh(url: str, session: str | None = None) -> ZStackClient:
+    """A client of its own connection: the kernel may hand it to any process."""
+    return ZStackClient(url, session, maxsize=1)
+
+
+def test_log_out_takes_effect_at_once_in_every_process(mn_proc):
+    """Issue 13, finding 3: no process keeps serving a session after LogOut (sessions were cached
+    10 s per process: most calls after a LogOut still succeeded)."""
+    spawn, _, _ = mn_proc
+    url = spawn(processes=3)
+    _processes(url, 3)
+    api = ZStackClient(url)
+    session = api.login()
+    for _ in range(30):  # every process has served (and, before, cached) this session
+        assert _fresh(url, session).query("QueryZone") is not None
+    _fresh(url, session).call("LogOut", sessionUuid=session)
+    codes = []
+    for _ in range(30):
+        try:
+            _fresh(url, session).query("QueryZone")
+            codes.append("ok")
+        except ClientError as exc:
+            codes.append(exc.code)
+    assert codes == ["ID.1001"] * 30, codes
+
+
+def test_a_global_config_change_reaches_every_process_at_once(mn_proc):
+    """UpdateGlobalConfig through one process: the next calls on every process use the new value
+    (here identity/session.timeout, which LogInByAccount reads from the process's cache; it was
+    reloaded every 5 s)."""
+    spawn, _, _ = mn_proc
+    url = spawn(processes=3)
+    _processes(url, 3)
+    api = ZStackClient(url)
+    api.login()
+    for value in (1234, 4321):
+        _fresh(url, api.session).call("UpdateGlobalConfig", category="identity", name="session.timeout",
+                                      value=str(value))
+        for _ in range(20):
+            inv = _fresh(url).call("LogInByAccount", accountName="admin",
+                                   password=hashlib.sha512(b"password").hexdigest())["inventory"]
+            lives = _parse(inv["expiredDate"]) - _parse(inv["createDate"])
+            assert abs(lives.total_seconds() - value) < 5, (value, inv)

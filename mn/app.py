@@ -17,7 +17,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from kvmagent import auth
-from mn import __version__, plugins
+from mn import __version__, plugins, secretbox
 from mn.agent import CALLBACK_PATH, AgentClient
 from mn.api import agent_events, rest, rpc, wire
 from mn.api.dispatch import Dispatcher
@@ -74,8 +74,9 @@ def _callback_url(config: MNConfig) -> str | None:
 
 def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
     Path(config.home).mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the keys and the database
+    box = secretbox.load(config.home)  # made at the first start; migrations seal with it
     if worker.index == 0:  # the other workers start once worker 0 has migrated the database
-        upgrade(config.db_url)
+        upgrade(config.db_url, secret_key=box.path)
     db = Database(config.db_url)
     base = _mn_uuid(config)
     gconf = GlobalConfigStore(db)
@@ -85,7 +86,7 @@ def build_services(config: MNConfig, worker: Worker = Worker()) -> Services:
                                                                callback_url=lambda: _callback_url(config),
                                                                reply_within=config.agent_reply_within,
                                                                keys=keys),
-                   gconf=gconf, mn_uuid=worker_uuid(base, worker.index), sessions=identity.SessionCache(),
+                   gconf=gconf, mn_uuid=worker_uuid(base, worker.index), sessions=identity.SessionStore(), secrets=box,
                    # This machine's other MN processes: a result request for one of their jobs re-reads it often.
                    siblings=frozenset(worker_uuid(base, i) for i in range(worker.count)))
     _register_mn(svc)
@@ -182,12 +183,13 @@ def _heartbeat(svc: Services) -> None:
 periodic("mn-heartbeat", _heartbeat_interval, per_process=True)(_heartbeat)
 
 
-def _reload_global_config(svc: Services) -> None:
-    """Take UpdateGlobalConfig calls served by other MNs (or this MN's other processes)."""
-    svc.gconf.reload()
+def _sync_global_config(svc: Services) -> None:
+    """Background's loop syncs before each run: this task takes global-config changes into the
+    process's cache within a second for code that runs outside API calls and tasks (the host
+    tracker's loop)."""
 
 
-periodic("global-config-reload", lambda svc: 5.0, per_process=True)(_reload_global_config)
+periodic("global-config-sync", lambda svc: 1.0, per_process=True)(_sync_global_config)
 
 
 def _purge_jobs(svc: Services) -> None:

@@ -54,6 +54,9 @@ class Background:
         delay = task.first if task.first is not None else task.interval(self.svc)
         while not self.stop_event.wait(max(0.05, delay)):
             try:
+                gconf = getattr(self.svc, "gconf", None)
+                if gconf is not None:  # the run sees global-config changes made anywhere
+                    gconf.sync()
                 task.fn(self.svc)
             except Exception:
                 log.exception("background task %s failed", task.name)

@@ -17,17 +17,16 @@ from mn.flow import Flow, Step
 from mn.globalconfig import GlobalConfigStore
 from mn.jobs import JobRunner
 from mn.models import ApiJob
+from mn.secretbox import SecretBox
 
 T = TypeVar("T")
 _JOURNAL = update(ApiJob).where(ApiJob.uuid == bindparam("job")).values(flowState=bindparam("fs"))
 
 
 class SessionStore(Protocol):
-    """Sessions as the dispatcher checks them (mn.services.identity.SessionCache)."""
+    """Sessions as the dispatcher checks them (mn.services.identity.SessionStore)."""
 
     def validate(self, svc: Services, session_uuid: str | None) -> str: ...
-
-    def drop(self, session_uuid: str) -> None: ...
 
 
 @dataclass
@@ -36,7 +35,8 @@ class Services:
 
     `jobs` is set once the app factory made the job runner (before any request); `siblings` are
     the uuids of this machine's other MN processes; `flow_faults` names flow steps after which a
-    flow fails (`flow:step`, tests of rollbacks). A module that keeps per-process state of its own
+    flow fails (`flow:step`, tests of rollbacks); `secrets` seals and opens the passwords stored
+    for SSH logins (mn.secretbox). A module that keeps per-process state of its own
     (a plugin's cache, the host tracker) gets it with component(), keyed by its class.
     """
 
@@ -46,6 +46,7 @@ class Services:
     gconf: GlobalConfigStore
     mn_uuid: str
     sessions: SessionStore | None = None
+    secrets: SecretBox | None = None
     jobs: JobRunner | None = None
     siblings: frozenset[str] = frozenset()
     flow_faults: set[str] = field(default_factory=set)
@@ -62,6 +63,12 @@ class Services:
         if self.jobs is None:
             raise RuntimeError("this MN process has no job runner yet (mn.app.create_app makes it)")
         return self.jobs
+
+    def secret_box(self) -> SecretBox:
+        """Seals and opens stored passwords (the key file in the MN's home, mn.secretbox)."""
+        if self.secrets is None:
+            raise RuntimeError("this MN process has no secret box yet (mn.app.build_services makes it)")
+        return self.secrets
 
     def session_store(self) -> SessionStore:
         if self.sessions is None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kvmagent.auth import key_id
+from mn.context import Services
 from mn.errors import OPERATION_ERROR, TIMEOUT, ApiError
 from mn.globalconfig import GlobalConfigStore, define
 from mn.ssh import SshTarget, mn_key_pair
@@ -92,10 +93,14 @@ def agent_url(ip: str, port: int) -> str:
     return f"http://{ip}:{port}"
 
 
-def ssh_target(row: object, host: str) -> SshTarget:
-    """The SSH login of a row holding sshPort, username and password (a KVM host, an SFTP storage)."""
+def ssh_target(svc: Services, row: object, host: str) -> SshTarget:
+    """The SSH login of a row holding sshPort, username and a sealed password (a KVM host, an SFTP
+    storage): the password opened (mn.secretbox); without one, key-based login with the MN's key,
+    which the operator authorized on the target beforehand."""
+    password = svc.secret_box().open(getattr(row, "password", None)) or None
+    key_file = None if password else mn_key_pair(svc.config.home)[0]
     return SshTarget(host, int(getattr(row, "sshPort", None) or 22), getattr(row, "username"),  # noqa: B009
-                     getattr(row, "password", None))
+                     password, key_file)
 
 
 @dataclass

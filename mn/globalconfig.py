@@ -1,7 +1,10 @@
 """Global configuration: typed definitions declared in code, values stored in the database.
 
 Definitions are declared once with define(); GlobalConfigStore creates the missing rows at start
-and caches values (updates go through UpdateGlobalConfig, which refreshes the cache).
+and caches values. Invariant: a change of a value increments the one global_config_generation row
+in the same transaction (bump); every process reads that row before an API call and a background
+task run (sync, a primary-key read) and reloads its cache when it moved, so a change made through
+any process of any MN is seen by the next call on every process.
 """
 
 from __future__ import annotations
@@ -11,11 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from mn.db.engine import Database
 from mn.errors import invalid
-from mn.models import GlobalConfig
+from mn.models import GlobalConfig, GlobalConfigGeneration
+
+_GENERATION = select(GlobalConfigGeneration.generation).where(GlobalConfigGeneration.id == 1)
+_BUMP = (update(GlobalConfigGeneration).where(GlobalConfigGeneration.id == 1)
+         .values(generation=GlobalConfigGeneration.generation + 1))
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,7 @@ class GlobalConfigStore:
         self.db = db
         self._cache: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self._generation: int | None = None  # of the values in _cache
 
     def init(self) -> None:
         with self.db.tx() as s:
@@ -106,13 +115,29 @@ class GlobalConfigStore:
         self.reload()
 
     def reload(self) -> None:
+        """Every value from the database. The generation is read first, so the values are at
+        least as new as the generation recorded with them (a change in between reloads again)."""
         with self.db.ro() as s:
+            generation = s.scalar(_GENERATION)
             rows = s.scalars(select(GlobalConfig)).all()
         with self._lock:
             for g in rows:
                 d = DEFS.get((g.category, g.name))
                 if d is not None:
                     self._cache[(g.category, g.name)] = d.parse(g.value)
+            self._generation = generation
+
+    def sync(self) -> None:
+        """Reload when a change was committed since the last load (one primary-key read)."""
+        with self.db.read() as conn:
+            generation = conn.execute(_GENERATION).scalar()
+        if generation != self._generation:
+            self.reload()
+
+    @staticmethod
+    def bump(s: Session) -> None:
+        """Record, in the caller's transaction, that values changed (every process reloads)."""
+        s.execute(_BUMP)
 
     def get(self, d: ConfigDef) -> Any:
         key = (d.category, d.name)

@@ -13,7 +13,7 @@ import shutil
 import socket
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mn.errors import OPERATION_ERROR, ApiError
@@ -28,7 +28,7 @@ class SshTarget:
     host: str
     port: int
     username: str
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
     key_file: Path | None = None    # the MN's private key, tried before the password
 
     def __str__(self) -> str:

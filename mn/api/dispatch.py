@@ -100,6 +100,7 @@ class Dispatcher:
                                              http_status=501), created)
         try:
             ctx = ApiContext(self.svc, session_uuid=session_uuid)
+            self.svc.gconf.sync()  # global-config changes made through any process, before anything reads one
             if not spec.noSession:
                 ctx.account_uuid = self.svc.session_store().validate(self.svc, session_uuid)
             if spec.kind == "query" and params.get("conditions") is None:

@@ -65,7 +65,9 @@ def chain(name: str = CORE) -> Chain:
     raise KeyError(f"no migration chain {name!r}; chains: {[c.name for c in chains()]}")
 
 
-def alembic_config(url: str, of: Chain | str = CORE) -> Config:
+def alembic_config(url: str, of: Chain | str = CORE, secret_key: Path | None = None) -> Config:
+    """The Alembic config of one chain; `secret_key` is the MN's key file (mn.secretbox), which
+    migrations that seal or open stored passwords read from `config.attributes["secret_key"]`."""
     c = chain(of) if isinstance(of, str) else of
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -73,25 +75,27 @@ def alembic_config(url: str, of: Chain | str = CORE) -> Config:
     cfg.set_main_option("version_locations", str(c.versions))
     cfg.set_main_option("sqlalchemy.url", url)
     cfg.attributes["chain"] = c
+    cfg.attributes["secret_key"] = secret_key
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Every chain to its head; with another `revision`, only the core's chain to it."""
+def upgrade(url: str, revision: str = "head", secret_key: Path | None = None) -> None:
+    """Every chain to its head; with another `revision`, only the core's chain to it. `secret_key`
+    (the MN's key file) is needed when stored clear-text passwords are to be sealed."""
     for c in chains():
         if c.name == CORE:
-            command.upgrade(alembic_config(url, c), revision)
+            command.upgrade(alembic_config(url, c, secret_key), revision)
         elif revision == "head":
-            command.upgrade(alembic_config(url, c), "head")
+            command.upgrade(alembic_config(url, c, secret_key), "head")
 
 
-def downgrade(url: str, revision: str, of: str = CORE) -> None:
+def downgrade(url: str, revision: str, of: str = CORE, secret_key: Path | None = None) -> None:
     """One chain down to `revision`; the core's only after every plugin's chain went to base (their
-    tables reference the core's), in reverse dependency order."""
+    tables reference the core's), in reverse dependency order. `secret_key` opens sealed passwords."""
     if of == CORE:
         for c in reversed(chains()[1:]):
-            command.downgrade(alembic_config(url, c), "base")
-    command.downgrade(alembic_config(url, of), revision)
+            command.downgrade(alembic_config(url, c, secret_key), "base")
+    command.downgrade(alembic_config(url, of, secret_key), revision)
 
 
 def current_revision(url: str, of: str = CORE) -> str | None:

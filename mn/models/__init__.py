@@ -21,6 +21,6 @@ from mn.models.storage import (  # noqa: F401
     PrimaryStorage,
     PrimaryStorageClusterRef,
 )
-from mn.models.system import ApiJob, GlobalConfig, ManagementNode  # noqa: F401
+from mn.models.system import ApiJob, GlobalConfig, GlobalConfigGeneration, ManagementNode  # noqa: F401
 from mn.models.tag import SystemTag, UserTag  # noqa: F401
 from mn.models.vm import VmInstance, VmNic, Volume  # noqa: F401

@@ -32,6 +32,15 @@ class GlobalConfig(Base):
     value: Mapped[str] = mapped_column(String(2048))
 
 
+class GlobalConfigGeneration(Base):
+    """One row (id 1) counting global-config changes: every process compares it with the
+    generation its cache holds (mn.globalconfig.GlobalConfigStore.sync) and reloads on change."""
+
+    __tablename__ = "global_config_generation"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ApiJob(Base):
     """One API call. Async jobs are Processing until they end Succeeded or Failed.
 

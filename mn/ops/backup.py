@@ -12,6 +12,11 @@ row come back as they were) and fast (C code streaming rows, no Python object pe
   restored by emptying the database and loading it with the `mariadb` client (MariaDB DDL is not
   transactional: a failed restore can be rerun).
 
+The MN's key file (`<home>/secret.key`, mn/secretbox.py), which seals the stored host and storage
+passwords, belongs with the database: save_key copies it beside a dump (`<dump>.key`) or into a
+backup directory, put_key puts it back; a database restored without its key keeps its sealed
+passwords unopenable.
+
 A dump file says what it is by its first bytes (`file_kind`); `restore` refuses a dump of another
 engine. Passwords travel in the child's environment (PGPASSWORD) or a 0600 option file, never on
 a command line.
@@ -142,6 +147,39 @@ def check_reachable(url: str) -> None:
                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     finally:
         engine.dispose()
+
+
+def key_beside(dump_file: Path) -> Path:
+    """Where dump_db keeps the key file of a dump: `<dump>.key`."""
+    return dump_file.with_name(dump_file.name + ".key")
+
+
+def save_key(home: Path, dest: Path) -> bool:
+    """Copy the home's key file to `dest` (0600); False when the home has none yet."""
+    from mn.secretbox import key_path
+
+    src = key_path(home)
+    if not src.exists():
+        return False
+    tmp = dest.with_name(dest.name + ".partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(src.read_bytes())
+    os.replace(tmp, dest)
+    return True
+
+
+def put_key(src: Path, home: Path) -> None:
+    """Make `src` the home's key file (0600, replaced atomically)."""
+    from mn.secretbox import key_path
+
+    dest = key_path(home)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.restore")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(src.read_bytes())
+    os.replace(tmp, dest)
 
 
 # ---- SQLite -------------------------------------------------------------------------------------

@@ -133,7 +133,8 @@ def take_backup(node: Node, kind: str, with_code: bool = True) -> Path:
         if props.exists():
             shutil.copy2(props, staging / props.name)
             os.chmod(staging / props.name, 0o600)
-        manifest = {"kind": kind, "created": dt.datetime.now().isoformat(timespec="seconds"),
+        key = "secret.key" if backup.save_key(node.home, staging / "secret.key") else None
+        manifest = {"kind": kind, "secretKey": key, "created": dt.datetime.now().isoformat(timespec="seconds"),
                     "version": version, "revision": current_revision(node.db_url),
                     "dialect": backup.dialect_of(node.db_url), "database": database, "wheel": wheel_name,
                     "home": str(node.home), "venv": str(node.venv), "rows": backup.row_counts(node.db_url),
@@ -270,7 +271,7 @@ def rollback(node: Node, directory: Path) -> None:
         _timed(node, data, "back up the current state (undo with restore_db)",
                lambda: data.__setitem__("safety", take_backup(node, "before-rollback")))(None, data)
         _timed(node, data, f"restore the database of {directory.name}",
-               lambda: backup.restore(node.db_url, dump))(None, data)
+               lambda: _restore_db(node, {"backup": directory}))(None, data)
         _timed(node, data, f"reinstall {wheel.name}",
                lambda: release.pip_install(node.venv, wheel, cwd=node.home,
                                            with_deps=set(target_requires) != set(
@@ -351,8 +352,12 @@ def _migrate(node: Node) -> None:
 
 
 def _restore_db(node: Node, data: dict[str, Any]) -> None:
+    """The backup's database, and its key file (which seals its stored passwords) when it has one."""
     directory: Path = data["backup"]
-    backup.restore(node.db_url, directory / read_manifest(directory)["database"])
+    manifest = read_manifest(directory)
+    backup.restore(node.db_url, directory / manifest["database"])
+    if manifest.get("secretKey"):
+        backup.put_key(directory / manifest["secretKey"], node.home)
 
 
 def _reinstall_previous(node: Node, data: dict[str, Any], plan: Plan) -> None:

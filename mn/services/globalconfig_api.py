@@ -2,7 +2,8 @@
 (QueryGlobalConfig is derived).
 
 Invariants: only configs declared with mn.globalconfig.define exist; a stored value always parses
-with its ConfigDef; this MN's cache (ctx.gconf) is refreshed in the same call that updates the row.
+with its ConfigDef; a change bumps the config generation in its own transaction
+(GlobalConfigStore.bump), so every process of every MN reloads before its next call.
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ def update_global_config(ctx: ApiContext, msg: Msg) -> dict:
             s.add(row)
         else:
             row.value = value
+        ctx.gconf.bump(s)
         s.flush()
         inv = to_inventory(s, row)
-    ctx.gconf.set_cached(d, value)
+    ctx.gconf.sync()
     return {"inventory": inv}
 
 
@@ -70,7 +72,8 @@ def reset_global_config(ctx: ApiContext, msg: Msg) -> dict:
             d = DEFS.get((row.category, row.name))
             if d is not None:
                 row.value = d.default
-    ctx.gconf.reload()
+        ctx.gconf.bump(s)
+    ctx.gconf.sync()
     return {}
 
 

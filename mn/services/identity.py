@@ -1,7 +1,9 @@
 """Accounts and sessions: LogInByAccount, LogOut, ValidateSession, QueryAccount.
 
 The client sends the password as SHA-512 hex (as ZStack clients do); the MN stores a salted
-PBKDF2 of that. Sessions live in the database and are cached briefly per MN.
+PBKDF2 of that. Sessions live in the database only: every call reads its session row (a
+primary-key read, SessionStore.validate), so LogOut, RenewSession and expiry take effect at once in
+every process of every MN sharing the database; no process caches a session.
 """
 
 from __future__ import annotations
@@ -10,10 +12,8 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-import threading
-import time
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from mn.api.registry import Msg, apis
 from mn.context import ApiContext, Services
@@ -27,7 +27,7 @@ ADMIN_UUID = "36c27e8ff05c4780bf6d2fa65700f22e"  # ZStack's well-known admin acc
 ADMIN_NAME = "admin"
 ADMIN_DEFAULT_PASSWORD = "password"
 _ITERATIONS = 50_000
-_CACHE_TTL = 10.0
+_SESSION = select(Session.accountUuid, Session.expiredDate).where(Session.uuid == bindparam("uuid"))
 
 
 def sha512_hex(password: str) -> str:
@@ -47,37 +47,20 @@ def ensure_admin(svc: Services) -> None:
                           description="the administrator"))
 
 
-class SessionCache:
-    """session uuid -> (account uuid, expiry); entries re-read from the database after a TTL."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[str, tuple[str, dt.datetime, float]] = {}
+class SessionStore:
+    """Sessions as the dispatcher checks them: the database row, read on every call."""
 
     def validate(self, svc: Services, session_uuid: str | None) -> str:
+        """The session's account uuid; ApiError INVALID_SESSION (401) if it is absent or expired."""
         if not session_uuid:
             raise ApiError(INVALID_SESSION, "this API needs a session: log in with LogInByAccount",
                            http_status=401)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get(session_uuid)
-        if hit is None or now - hit[2] > _CACHE_TTL:
-            with svc.db.ro() as s:
-                row = s.get(Session, session_uuid)
-                hit = (row.accountUuid, row.expiredDate, now) if row else None
-            with self._lock:
-                if hit is None:
-                    self._entries.pop(session_uuid, None)
-                else:
-                    self._entries[session_uuid] = hit
-        if hit is None or hit[1] < utcnow():
+        with svc.db.read() as conn:
+            row = conn.execute(_SESSION, {"uuid": session_uuid}).first()
+        if row is None or row.expiredDate < utcnow():
             raise ApiError(INVALID_SESSION, f"session[uuid:{session_uuid}] is invalid or expired",
                            http_status=401)
-        return hit[0]
-
-    def drop(self, session_uuid: str) -> None:
-        with self._lock:
-            self._entries.pop(session_uuid, None)
+        return row.accountUuid
 
 
 def _session_inventory(ctx: ApiContext, row: Session) -> dict:
@@ -105,7 +88,6 @@ def log_out(ctx: ApiContext, msg: Msg) -> dict:
     if uuid:
         with ctx.db.tx() as s:
             s.execute(delete(Session).where(Session.uuid == uuid))
-        ctx.svc.session_store().drop(uuid)
     return {}
 
 
@@ -129,5 +111,4 @@ def renew_session(ctx: ApiContext, msg: Msg) -> dict:
         row.expiredDate = utcnow() + dt.timedelta(seconds=int(seconds))
         s.flush()
         inv = to_inventory(s, row)
-    ctx.svc.session_store().drop(uuid)
     return {"inventory": inv}

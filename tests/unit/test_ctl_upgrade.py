@@ -343,3 +343,28 @@ def test_collect_log_masks_passwords(tmp_path, capsys):
     assert "db_url=postgresql://zs:***@127.0.0.1:1/zstack" in files["zstack.properties"]
     assert "Stopped" in files["status.txt"] and "line 2" in files["logs/management-server.log"]
     assert "not readable" in files["migrations.txt"]  # the database is not there: said, not fatal
+
+
+def test_dump_and_backup_keep_the_key_file_and_restore_puts_it_back(tmp_path, capsys):
+    """The key sealing the stored passwords (mn/secretbox.py) travels with the database: dump_db
+    writes it beside the dump, a backup directory holds it, restore_db puts it back (0600)."""
+    from mn import secretbox
+
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    url = f"sqlite:///{home / 'zstack.db'}"
+    migrate(url)
+    key = secretbox.key_path(home)
+    sealed = secretbox.load(home).seal("host-pw")
+    dump = tmp_path / "d.sqlite"
+    assert ctl.main(["--home", str(home), "dump_db", str(dump)]) == 0
+    assert "d.sqlite.key" in capsys.readouterr().out
+    assert (tmp_path / "d.sqlite.key").read_bytes() == key.read_bytes()
+    assert (tmp_path / "d.sqlite.key").stat().st_mode & 0o777 == 0o600
+    key.unlink()  # a new machine, or a lost home
+    secretbox.load(home)  # with another key
+    assert ctl.main(["--home", str(home), "restore_db", str(dump)]) == 0
+    saved = next((home / "backups").iterdir())  # the state before the restore, its key with it
+    assert upgrade.read_manifest(saved)["secretKey"] == "secret.key" and (saved / "secret.key").is_file()
+    assert secretbox.load(home, create=False).open(sealed) == "host-pw"
+    assert key.stat().st_mode & 0o777 == 0o600

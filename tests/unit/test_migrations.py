@@ -150,3 +150,57 @@ def test_0005_replaces_sort_indexes_with_field_uuid_ones(db_url: str) -> None:
     assert {"ix_vm_instance_createDate", "ix_vm_instance_name"} <= vm
     assert not {"ix_vm_instance_createDate_uuid", "ix_vm_instance_name_uuid"} & vm
     assert "ix_volume_size" not in _indexes(db_url, "volume")
+
+
+def test_plugin_migrations_seal_clear_text_passwords_and_downgrades_open_them(db_url: str, tmp_path) -> None:
+    """kvm_0002 and sftp_0002 seal the passwords a database holds in clear text (issue 13, finding
+    4) with the MN's key file, and need it only when there are passwords; downgrades open them."""
+    from alembic import command
+    from sqlalchemy.orm import Session as OrmSession
+
+    from mn import secretbox
+    from mn.db.migrate import alembic_config
+    from mn.models import Cluster, Zone
+    from zstack_plugins.kvm.models import KVMHost
+    from zstack_plugins.sftp.models import SftpBackupStorage
+
+    upgrade(db_url)
+    for name in ("kvm", "sftp"):
+        command.downgrade(alembic_config(db_url, name), f"{name}_0001")  # no rows: no key needed
+    eng = create_engine(db_url, poolclass=NullPool)
+    try:
+        with OrmSession(eng) as s, s.begin():  # rows as an MN before sealing wrote them
+            s.add(Zone(uuid="a" * 32, name="z"))
+            s.flush()
+            s.add(Cluster(uuid="b" * 32, name="c", zoneUuid="a" * 32, hypervisorType="KVM"))
+            s.flush()
+            s.add(KVMHost(uuid="c" * 32, name="h", zoneUuid="a" * 32, clusterUuid="b" * 32,
+                          managementIp="10.0.0.1", hypervisorType="KVM", username="root", password="kvm-secret"))
+            s.add(KVMHost(uuid="e" * 32, name="k", zoneUuid="a" * 32, clusterUuid="b" * 32,
+                          managementIp="10.0.0.2", hypervisorType="KVM", username="root", password=None))
+            s.add(SftpBackupStorage(uuid="d" * 32, name="b", url="/bs", type="SftpBackupStorage",
+                                    hostname="10.0.0.3", username="root", password="sftp-secret"))
+
+        def stored() -> dict[str, str | None]:
+            with eng.connect() as c:
+                return {**dict(c.execute(text("SELECT uuid, password FROM kvm_host")).all()),
+                        **dict(c.execute(text("SELECT uuid, password FROM sftp_backup_storage")).all())}
+
+        with pytest.raises(RuntimeError, match="key file"):  # clear text to seal, no key given
+            upgrade(db_url)
+        assert stored()["c" * 32] == "kvm-secret"  # the failed migration changed nothing
+        key = secretbox.key_path(tmp_path / "home")
+        upgrade(db_url, secret_key=key)
+        assert key.stat().st_mode & 0o777 == 0o600
+        box = secretbox.load(key.parent, create=False)
+        sealed = stored()
+        assert sealed["e" * 32] is None
+        for uuid, clear in (("c" * 32, "kvm-secret"), ("d" * 32, "sftp-secret")):
+            assert secretbox.is_sealed(sealed[uuid]) and clear not in sealed[uuid]
+            assert box.open(sealed[uuid]) == clear
+        assert _diff(db_url) == []
+        for name in ("kvm", "sftp"):
+            command.downgrade(alembic_config(db_url, name, key), f"{name}_0001")
+        assert stored() == {"c" * 32: "kvm-secret", "e" * 32: None, "d" * 32: "sftp-secret"}
+    finally:
+        eng.dispose()

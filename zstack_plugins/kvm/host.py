@@ -65,7 +65,8 @@ def _insert(ctx: ApiContext, d: dict, password: str | None) -> None:
         s.add(KVMHost(uuid=d["hostUuid"], name=msg.name, description=msg.get("description"),
                       zoneUuid=cluster.zoneUuid, clusterUuid=cluster.uuid, managementIp=msg.managementIp,
                       hypervisorType=KVM, state="Enabled", status=CONNECTING, agentUrl=d["agentUrl"],
-                      username=msg.username, password=password, sshPort=msg.get("sshPort") or 22))
+                      username=msg.username, password=ctx.svc.secret_box().seal(password) or None,
+                      sshPort=msg.get("sshPort") or 22))
         add_tags(s, d["hostUuid"], "HostVO", msg)
 
 
@@ -80,7 +81,7 @@ def _delete(ctx: ApiContext, d: dict) -> None:
 def _target(ctx: ApiContext, host_uuid: str) -> SshTarget:
     with ctx.db.ro() as s:
         h = get_or_404(s, KVMHost, host_uuid)
-        return ssh_target(h, h.managementIp)
+        return ssh_target(ctx.svc, h, h.managementIp)
 
 
 def _check_ssh(ctx: ApiContext, d: dict) -> None:
@@ -92,7 +93,7 @@ def deploy(ctx: ApiContext, host_uuid: str, force: bool = False) -> None:
     settings = agent_settings(ctx.gconf)
     with ctx.db.ro() as s:
         h = get_or_404(s, KVMHost, host_uuid)
-        target, url = ssh_target(h, h.managementIp), agent_url(h.managementIp, settings.port)
+        target, url = ssh_target(ctx.svc, h, h.managementIp), agent_url(h.managementIp, settings.port)
     deploy_agent(target, settings, ctx.config.home, ctx.agents.key_for(url), agent_url=url, force=force)
     with ctx.db.tx() as s:
         s.execute(update(Host).where(Host.uuid == host_uuid).values(agentUrl=url))
@@ -118,7 +119,8 @@ def _connect_steps() -> list[Step]:
 
 @register_flow("add-kvm-host")
 def add_kvm_host_flow(password: str | None = None) -> Flow:
-    """The password is bound to the insert step, never put in the (journaled) flow data."""
+    """The password is bound to the insert step, never put in the (journaled) flow data; it is
+    stored sealed (mn.secretbox); an empty one means key-based SSH only (nothing stored)."""
     return Flow("add-kvm-host", [
         Step("insert-host", lambda ctx, d: _insert(ctx, d, password), _delete),
         Step("check-ssh", _check_ssh),
@@ -205,7 +207,9 @@ def update_kvm_host(ctx: ApiContext, msg: Msg) -> dict:
                 raise invalid(f"managementIp {ip} is already used by host[uuid:{other}]")
             h.managementIp = ip
             h.agentUrl = agent_url(ip, int(ctx.gconf.get(AGENT_PORT)))
-        for f in ("name", "description", "username", "password", "sshPort"):
+        for f in ("name", "description", "username", "sshPort"):
             if msg.get(f) is not None:
                 setattr(h, f, msg[f])
+        if msg.get("password") is not None:  # "": key-based login from now on, no password kept
+            h.password = ctx.svc.secret_box().seal(msg.password) or None
     return {"inventory": inventory(ctx, KVMHost, msg.uuid)}

@@ -57,7 +57,8 @@ def _insert(ctx: ApiContext, d: dict, password: str | None) -> None:
     with ctx.db.tx() as s:
         s.add(SftpBackupStorage(uuid=d["uuid"], name=msg.name, description=msg.get("description"), url=msg.url,
                                 type=SFTP, state="Enabled", status=CONNECTING, agentUrl=d["agentUrl"],
-                                hostname=msg.hostname, username=msg.username, password=password,
+                                hostname=msg.hostname, username=msg.username,
+                                password=ctx.svc.secret_box().seal(password) or None,
                                 sshPort=msg.get("sshPort") or 22))
         add_tags(s, d["uuid"], "BackupStorageVO", msg)
 
@@ -65,7 +66,7 @@ def _insert(ctx: ApiContext, d: dict, password: str | None) -> None:
 def _target(ctx: ApiContext, uuid: str) -> Any:
     with ctx.db.ro() as s:
         bs = get_or_404(s, SftpBackupStorage, uuid)
-        return ssh_target(bs, bs.hostname)
+        return ssh_target(ctx.svc, bs, bs.hostname)
 
 
 def _check_ssh(ctx: ApiContext, d: dict) -> None:
@@ -77,7 +78,7 @@ def deploy(ctx: ApiContext, uuid: str) -> None:
     settings = agent_settings(ctx.gconf, libvirt=False)
     with ctx.db.ro() as s:
         bs = get_or_404(s, SftpBackupStorage, uuid)
-        target, url = ssh_target(bs, bs.hostname), agent_url(bs.hostname, settings.port)
+        target, url = ssh_target(ctx.svc, bs, bs.hostname), agent_url(bs.hostname, settings.port)
     deploy_agent(target, settings, ctx.config.home, ctx.agents.key_for(url), agent_url=url)
     with ctx.db.tx() as s:
         s.execute(update(BackupStorage).where(BackupStorage.uuid == uuid).values(agentUrl=url))
@@ -89,7 +90,8 @@ def _deploy(ctx: ApiContext, d: dict) -> None:
 
 @register_flow("add-sftp-backup-storage")
 def add_flow(password: str | None = None) -> Flow:
-    """The password is bound to the insert step, never put in the (journaled) flow data."""
+    """The password is bound to the insert step, never put in the (journaled) flow data; it is
+    stored sealed (mn.secretbox); an empty one means key-based SSH only (nothing stored)."""
     return Flow("add-sftp-backup-storage", [
         Step("insert-row", lambda ctx, d: _insert(ctx, d, password), bss.delete_row),
         Step("check-ssh", _check_ssh),
@@ -126,9 +128,11 @@ def update_sftp_backup_storage(ctx: ApiContext, msg: Msg) -> dict:
     """Name, description and the SSH login (hostname, port, user, password); the agent URL follows."""
     with ctx.db.tx() as s:
         bs = get_or_404(s, SftpBackupStorage, msg.uuid)
-        for f in ("name", "description", "hostname", "username", "password", "sshPort"):
+        for f in ("name", "description", "hostname", "username", "sshPort"):
             if msg.get(f) is not None:
                 setattr(bs, f, msg[f])
+        if msg.get("password") is not None:  # "": key-based login from now on, no password kept
+            bs.password = ctx.svc.secret_box().seal(msg.password) or None
         bs.agentUrl = agent_url(bs.hostname, int(agent_settings(ctx.gconf).port))
     return {"inventory": inventory(ctx, SftpBackupStorage, msg.uuid)}
 

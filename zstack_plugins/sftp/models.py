@@ -1,6 +1,6 @@
 """SFTP backup storages: a sftp_backup_storage row extends a backup_storage row (joined-table
-inheritance, deleted with it by ON DELETE CASCADE). The password is stored to redeploy the agent;
-it is never in an inventory.
+inheritance, deleted with it by ON DELETE CASCADE). The password is stored to redeploy the agent,
+sealed with the MN's key (mn/secretbox.py); it is never in an inventory.
 """
 
 from __future__ import annotations
@@ -19,5 +19,6 @@ class SftpBackupStorage(BackupStorage):
                                       primary_key=True)
     hostname: Mapped[str] = mapped_column(String(255), index=True)
     username: Mapped[str] = mapped_column(String(255))
-    password: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Sealed (mn.secretbox, `zs1:...`); None: key-based SSH with the MN's key.
+    password: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     sshPort: Mapped[int] = mapped_column(Integer, default=22)

@@ -72,8 +72,9 @@ def cmd_deploydb(args: argparse.Namespace) -> int:
     print(f"migrating {mask_url(url)} ...", flush=True)
     try:
         from mn.db.migrate import current_revision, upgrade
+        from mn.secretbox import key_path
 
-        upgrade(url)
+        upgrade(url, secret_key=key_path(paths.home))  # made if missing when passwords need sealing
         revision = current_revision(url)
     except Exception as exc:
         raise CtlError(f"deploydb failed on {mask_url(url)}: {type(exc).__name__}: {exc}") from None

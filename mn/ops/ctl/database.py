@@ -34,10 +34,13 @@ def cmd_dump_db(args: argparse.Namespace) -> int:
         backup.check_reachable(url)
         t0 = time.monotonic()
         backup.dump(url, dest)
+        key = backup.save_key(paths.home, backup.key_beside(dest))
     except backup.BackupError as exc:
         raise CtlError(str(exc)) from None
     print(f"dumped {mask_url(url)} (revision {current_revision(url)}) to {dest} "
           f"({dest.stat().st_size} bytes, {time.monotonic() - t0:.1f} s)")
+    if key:
+        print(f"the key that seals its stored passwords is in {backup.key_beside(dest)}: keep both together")
     return 0
 
 
@@ -65,9 +68,17 @@ def cmd_restore_db(args: argparse.Namespace) -> int:
                                             with_code=False)
                 print(f"the current database is saved in {saved}")
             backup.restore(url, src)
+            key = backup.key_beside(src)
+            if key.is_file():
+                backup.put_key(key, paths.home)
         except backup.BackupError as exc:
             raise CtlError(str(exc)) from None
     print(f"restored {mask_url(url)} from {src}: revision {current_revision(url)}")
+    if key.is_file():
+        print(f"and the key file from {key}")
+    else:
+        print(f"no key file beside the dump ({key.name}): the home's key is kept; stored host passwords "
+              f"sealed with another key cannot be opened", file=sys.stderr)
     return 0
 
 
