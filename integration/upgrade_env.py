@@ -82,7 +82,8 @@ def previous_commit() -> str:
     newest = head_migration_file().relative_to(ROOT)
     if _git("ls-files", "--error-unmatch", str(newest)).returncode != 0:
         return "HEAD"
-    added = _git("log", "--diff-filter=A", "--format=%H", "-1", "--", str(newest), text=True).stdout.strip()
+    added = _git("log", "--first-parent", "-m", "--diff-filter=A", "--format=%H", "-1", "--", str(newest),
+                 text=True).stdout.strip()  # a migration a merge brings is added by the merge
     return f"{added}^"
 
 
