@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -129,6 +130,9 @@ def test_stale_pid_file_is_handled_by_stop_and_status(tmp_path, capsys):
 
 def test_start_refuses_while_running_and_stop_terminates(tmp_path, capsys):
     paths = Paths(tmp_path)
+    with socket.socket() as s:  # a port nothing answers on (not 8080, where a real MN may run)
+        s.bind(("127.0.0.1", 0))
+        (tmp_path / "zstack.properties").write_text(f"port={s.getsockname()[1]}\n")
     proc = _fake_mn()
     try:
         process.write_pid(paths.pid, proc.pid)
