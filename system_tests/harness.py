@@ -231,3 +231,12 @@ exec {AGENT_PYTHON} -m kvmagent.server --host {ip_there} --port 7070 --accelerat
                 os.kill(int(pid), 9)
         subprocess.run([ip, "netns", "del", netns], capture_output=True, timeout=30)
         subprocess.run([ip, "link", "del", here], capture_output=True, timeout=30)
+
+
+def images_group_of(images: Path, user: str = TEST_USER) -> None:
+    """Make `<bs>/images` 0750 in the login's group: images are 0640 in that directory's group
+    (the SFTP agent's IMAGE_MODE), so the (non-root) login the hosts fetch with reads them."""
+    import pwd
+
+    images.mkdir(mode=0o750, parents=True, exist_ok=True)
+    os.chown(images, 0, pwd.getpwnam(user).pw_gid)

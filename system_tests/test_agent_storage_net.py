@@ -241,6 +241,7 @@ def http_images(source_image: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def bs(client: AgentClient, agent: Agent, workdir: Path) -> tuple[str, Path]:
     uuid, root = new_uuid(), workdir / "bs"
+    harness.images_group_of(root / "images")
     cap = send(client, agent, p.ConnectBackupStorageCmd(bsUuid=uuid, url=str(root)), p.CapacityRsp)
     assert 0 < cap.availableCapacity <= cap.totalCapacity and (root / "images").is_dir()
     return uuid, root
@@ -439,7 +440,7 @@ def test_a_transfer_key_reads_one_image_until_revoked(client: AgentClient, agent
     bs_uuid, _ = bs
     user, _ = ssh_login
     image = new_uuid()
-    img = send(client, agent, p.DownloadImageCmd(bsUuid=bs_uuid, imageUuid=image, url=str(source_image)),
+    img = send(client, agent, p.DownloadImageCmd(**OPEN, bsUuid=bs_uuid, imageUuid=image, url=str(source_image)),
                p.DownloadImageRsp)
     refused(client, agent, IssueTransferKeyCmd(bsUuid=bs_uuid, username=user, installPath="/etc/shadow"),
             "not inside")

@@ -154,6 +154,7 @@ def env() -> Iterator[Env]:
         stack.callback(e.stop_agent)
         send(e.client, e.url, p.ConnectCmd(hostUuid=e.host_uuid, sendCommandUrl=e.events_url))
         send(e.client, e.url, p.InitPrimaryStorageCmd(psUuid=e.ps_uuid, url=str(root / "ps")))
+        harness.images_group_of(root / "bs" / "images", user)
         send(e.client, e.url, p.ConnectBackupStorageCmd(bsUuid=e.bs_uuid, url=str(root / "bs")))
         e.image_uuid = new_uuid()
         e.image_path = send(e.client, e.url, p.DownloadImageCmd(bsUuid=e.bs_uuid, imageUuid=e.image_uuid, allowedFileDirectories=["/"],

@@ -36,13 +36,16 @@ def has_lone_surrogate(s: str) -> bool:
 
 
 def _text(where: str, v: Any) -> None:
-    """SYS.1007 naming `where` if a string in `v` (a map's keys and values too) is not valid Unicode."""
+    """SYS.1007 naming `where` if a string in `v` (a map's keys and values too) is not valid Unicode
+    or holds a NUL (PostgreSQL cannot store one)."""
     stack = [v]
     while stack:
         x = stack.pop()
         if isinstance(x, str):
             if has_lone_surrogate(x):
                 raise invalid(f"{where} is not valid Unicode (it holds a lone surrogate)")
+            if "\x00" in x:
+                raise invalid(f"{where} holds a NUL character, which no database stores")
         elif isinstance(x, dict):
             stack.extend(x.keys())
             stack.extend(x.values())

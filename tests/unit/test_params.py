@@ -69,3 +69,13 @@ def test_resource_uuid_and_lone_surrogates_refused_before_any_job():
         validate(spec, {"name": "z", "userTags": ["\udfff"]})
     with pytest.raises(ApiError, match="'tagUuids' of CreateZone is not valid Unicode"):
         validate(spec, {"name": "z", "tagUuids": ["ok", "\udbff"]})
+
+
+def test_nul_characters_refused_before_the_database():
+    """PostgreSQL cannot store or compare a NUL in text: such a string is SYS.1007, not a 503."""
+    from mn.catalogue.catalog import load_catalog
+
+    with pytest.raises(ApiError, match="parameter 'name' of CreateZone holds a NUL"):
+        validate(load_catalog().api("CreateZone"), {"name": "z\x00"})
+    with pytest.raises(ApiError, match="holds a NUL"):
+        validate(load_catalog().api("QueryZone"), {"conditions": [{"name": "name", "op": "=", "value": "a\x00"}]})
