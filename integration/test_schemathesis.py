@@ -39,6 +39,7 @@ SEMANTIC = re.compile("|".join([
     r"boolean|float|double)",
     r"must be a URL|must be an absolute (directory )?path",  # URLs and paths (AddImage, storages)
     r"must be a normalised absolute |has control characters",  # storage paths (check_storage_path)
+    r"holds a NUL character",                   # no database stores one; the document does not say so yet
     r"of AddImage is refused: ",               # the image URL policy: resolved addresses, global configs
     r"is not a resource type of this management node",       # the resource types plugins register
     r"there is no global config",              # categories and names come from the services loaded
