@@ -23,10 +23,30 @@ T = TypeVar("T")
 _JOURNAL = update(ApiJob).where(ApiJob.uuid == bindparam("job")).values(flowState=bindparam("fs"))
 
 
+ADMIN_ACCOUNT_UUID = "36c27e8ff05c4780bf6d2fa65700f22e"
+"""ZStack's well-known uuid of the admin account (the SystemAdmin made at first start)."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes an API call: an account, and the user of it when the session is a user's.
+
+    `admin`: the account is a SystemAdmin (sees and may do everything). A user's calls are
+    limited by its policies on top of what its account may do."""
+
+    account_uuid: str
+    admin: bool = False
+    user_uuid: str | None = None
+
+
+SYSTEM = Caller(ADMIN_ACCOUNT_UUID, admin=True)
+"""The caller of work nobody asked for (background tasks, recovery): the admin account."""
+
+
 class SessionStore(Protocol):
     """Sessions as the dispatcher checks them (mn.services.identity.SessionStore)."""
 
-    def validate(self, svc: Services, session_uuid: str | None) -> str: ...
+    def validate(self, svc: Services, session_uuid: str | None) -> Caller: ...
 
 
 @dataclass
@@ -81,10 +101,15 @@ class ApiContext:
     """One API call: the services plus who is calling and which job runs it."""
 
     svc: Services
-    account_uuid: str | None = None
+    caller: Caller = SYSTEM
     session_uuid: str | None = None
     job_uuid: str | None = None
     pending_journal: tuple[str, list[str], dict[str, Any]] | None = None
+
+    @property
+    def account_uuid(self) -> str:
+        """The account the call acts for: the owner of what it creates."""
+        return self.caller.account_uuid
 
     @property
     def db(self) -> Database:

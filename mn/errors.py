@@ -24,6 +24,8 @@ UNIMPLEMENTED = "SYS.1014"
 # Identity.
 AUTHENTICATION_ERROR = "ID.1000"
 INVALID_SESSION = "ID.1001"
+PERMISSION_DENIED = "ID.1002"
+QUOTA_EXCEEDING = "ID.1003"
 # Allocation.
 NO_AVAILABLE_HOST = "HOST_ALLOCATION.1001"
 NO_AVAILABLE_PRIMARY_STORAGE = "PRIMARY_STORAGE_ALLOCATION.1001"
@@ -46,6 +48,8 @@ _DESCRIPTIONS = {
     UNIMPLEMENTED: "The API is not implemented by this management node",
     AUTHENTICATION_ERROR: "Authentication failed",
     INVALID_SESSION: "The session is invalid or expired",
+    PERMISSION_DENIED: "Permission denied",
+    QUOTA_EXCEEDING: "Quota exceeding",
     NO_AVAILABLE_HOST: "No host can satisfy the request",
     NO_AVAILABLE_PRIMARY_STORAGE: "No primary storage can satisfy the request",
     IP_ALLOCATION_FAILURE: "Unable to allocate an IP address",

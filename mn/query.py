@@ -44,7 +44,9 @@ from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
 from mn import models as m
+from mn import ownership
 from mn.catalogue.catalog import ApiSpec, Catalog, load_catalog
+from mn.context import SYSTEM, Caller
 from mn.errors import invalid
 from mn.inventory import to_inventories
 
@@ -151,11 +153,15 @@ def typed_value(field: str, ftype: str, raw: Any) -> Any:
 class QueryCompiler:
     """Compiles conditions on an inventory to SQLAlchemy clauses, from the catalogue alone."""
 
-    def __init__(self, catalog: Catalog | None = None, probe: Callable[[Select], bool] | None = None):
+    def __init__(self, catalog: Catalog | None = None, probe: Callable[[Select], bool] | None = None,
+                 caller: Caller = SYSTEM):
         """`probe(stmt)` tells whether `stmt` matches many rows (EXISTS_THRESHOLD or more); with it,
-        reverse expansions that match many children compile to a correlated EXISTS."""
+        reverse expansions that match many children compile to a correlated EXISTS. `caller`: whose
+        query it is; every table it reaches, the queried one and each expansion's, is restricted
+        to the rows the caller may see (mn.ownership), so no condition, count or groupBy sees others'."""
         self.cat = catalog or load_catalog()
         self.probe = probe
+        self.caller = caller
         self.unindexed = False  # wrap the queried table's own columns so no index serves them
         self.indexable = False  # the last where() has a top-level term an index could serve
 
@@ -304,9 +310,10 @@ class QueryCompiler:
             raise invalid(f"operator '{op}' on field '{field}' needs a value")
         return typed_value(field, ftype, value)
 
-    @staticmethod
-    def _base_where(t: Target) -> list[ColumnElement[bool]]:
-        return [getattr(t.model, k) == v for k, v in t.where]
+    def _base_where(self, t: Target) -> list[ColumnElement[bool]]:
+        """The target's filter and the caller's visibility on its table."""
+        own = ownership.visible(t.model, self.caller)
+        return [getattr(t.model, k) == v for k, v in t.where] + (own or [])
 
     def where(self, inventory: str, conditions: list[dict], api: ApiSpec | None = None,
               ) -> list[ColumnElement[bool]]:
@@ -386,14 +393,15 @@ def _sort_key(col: Any, direction: str, dialect: str) -> Any:
     return col.desc().nulls_last() if nullable and dialect == "postgresql" else col.desc()
 
 
-def run_query(s: Session, api: ApiSpec, msg: dict[str, Any]) -> dict[str, Any]:
-    """Execute a Query API message; returns the reply fields (inventories and/or total)."""
+def run_query(s: Session, api: ApiSpec, msg: dict[str, Any], caller: Caller = SYSTEM) -> dict[str, Any]:
+    """Execute a Query API message as `caller`; returns the reply fields (inventories and/or total),
+    of the rows the caller may see only."""
     inventory = api.inventory
     if inventory is None or inventory not in TARGETS:
         raise invalid(f"{api.name} is not available on this management node")
     dialect = s.get_bind().dialect.name
     conditions, group_by = msg.get("conditions") or [], msg.get("groupBy") or None
-    qc = QueryCompiler()
+    qc = QueryCompiler(caller=caller)
     model = TARGETS[inventory].model
     limit = _int_param(msg, "limit", DEFAULT_LIMIT)
     start = _int_param(msg, "start", 0)
@@ -415,7 +423,7 @@ def run_query(s: Session, api: ApiSpec, msg: dict[str, Any]) -> dict[str, Any]:
         reply["total"] = int(total or 0)
         if msg.get("count"):
             return reply  # ZStack answers a count with the total alone
-    probing = QueryCompiler(qc.cat, _probe(s)) if dialect == "sqlite" else qc
+    probing = QueryCompiler(qc.cat, _probe(s), caller) if dialect == "sqlite" else qc
     q = probing.select(inventory, conditions, api, group_by)
     if (probing.probe is not None and probing.indexable and not group_by and (limit or 0) + start <= WALK_PAGE
             and _probe(s, WALK_MATCHES)(q.with_only_columns(literal(1), maintain_column_froms=True))):

@@ -30,6 +30,9 @@ def trim_api(api: dict) -> dict:
     for k in ("inventory", "queryable", "noSession", "tagResourceType"):
         if k in api:
             out[k] = api[k]
+    action = api.get("action")
+    if action:  # ZStack's @Action: the RBAC category (and "read"); an API without one is admin-only
+        out["action"] = {k: action[k] for k in ("category", "names", "adminOnly") if k in action}
     if "expanded" in api:
         out["expanded"] = [
             {k: e[k] for k in ("field", "inventory", "foreignKey", "expandedInventoryKey") if k in e}

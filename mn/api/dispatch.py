@@ -1,7 +1,7 @@
 """The one path every API call takes, whichever transport it came by.
 
-call(): look up the catalogue spec → authenticate → validate parameters → run the handler's
-check → sync/query APIs run at once; async APIs become a durable job queued on their sync key.
+call(): look up the catalogue spec → authenticate → validate parameters → authorize (mn.access:
+the API, the resources it names, a user's policies) → run the handler's check → sync/query APIs run at once; async APIs become a durable job queued on their sync key.
 Query APIs need no handler: they are derived from the catalogue and the models (mn/query.py).
 """
 
@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from mn import access
 from mn.api.registry import Msg, Registered, apis
 from mn.catalogue.catalog import ApiSpec, load_catalog
 from mn.catalogue.params import validate
@@ -62,7 +63,7 @@ class CallResult:
 def _query_handler(spec: ApiSpec) -> Registered:
     def run(ctx: ApiContext, msg: Msg) -> dict:
         with ctx.db.ro() as s:
-            return run_query(s, spec, msg)
+            return run_query(s, spec, msg, ctx.caller)
 
     return Registered(spec.name, run)
 
@@ -102,10 +103,11 @@ class Dispatcher:
             ctx = ApiContext(self.svc, session_uuid=session_uuid)
             self.svc.gconf.sync()  # global-config changes made through any process, before anything reads one
             if not spec.noSession:
-                ctx.account_uuid = self.svc.session_store().validate(self.svc, session_uuid)
+                ctx.caller = self.svc.session_store().validate(self.svc, session_uuid)
             if spec.kind == "query" and params.get("conditions") is None:
                 params = {**params, "conditions": []}
             msg = Msg(validate(spec, params, lenient))
+            access.authorize(ctx, spec, msg)
             if reg.check is not None:
                 reg.check(ctx, msg)
         except Exception as exc:  # noqa: BLE001

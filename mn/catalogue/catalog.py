@@ -53,6 +53,10 @@ class ApiSpec:
     inventory: str | None = None
     queryable: tuple[str, ...] = ()
     expanded: tuple[dict, ...] = ()
+    category: str | None = None
+    """ZStack's RBAC category of the API (its @Action); None: the API is for admins only."""
+    read: bool = False
+    """The API only reads (its @Action names "read"; every Query API)."""
     param_map: dict[str, ParamSpec] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -107,6 +111,8 @@ class Catalog:
                               bool(rest["isAction"]), rest.get("parameterName")) if rest else None,
                 params=params, noSession=bool(a.get("noSession")), inventory=a.get("inventory"),
                 queryable=tuple(a.get("queryable", ())), expanded=tuple(a.get("expanded", ())),
+                category=None if (a.get("action") or {}).get("adminOnly") else (a.get("action") or {}).get("category"),
+                read=a["kind"] == "query" or "read" in ((a.get("action") or {}).get("names") or ()),
                 param_map={p.name: p for p in params},
             )
             self.apis[spec.name] = spec

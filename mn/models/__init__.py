@@ -2,7 +2,19 @@
 models register when mn.plugins loads them)."""
 
 from mn.models.gc import GarbageCollector  # noqa: F401
-from mn.models.identity import Account, Session  # noqa: F401
+from mn.models.identity import (  # noqa: F401
+    Account,
+    AccountResourceRef,
+    Policy,
+    Quota,
+    Session,
+    SharedResource,
+    User,
+    UserGroup,
+    UserGroupPolicyRef,
+    UserGroupUserRef,
+    UserPolicyRef,
+)
 from mn.models.infra import Cluster, Host, Zone  # noqa: F401
 from mn.models.network import (  # noqa: F401
     IpRange,

@@ -45,7 +45,7 @@ from mn.services.common import (
     cas,
     change_state,
     check_exists,
-    delete_tags,
+    forget_resource,
     get_or_404,
     inventory,
 )
@@ -63,7 +63,7 @@ def sync_key(uuid: str | None) -> str:
 
 def _drop_row(s: Session, uuid: str) -> None:
     s.execute(delete(BackupStorageZoneRef).where(BackupStorageZoneRef.backupStorageUuid == uuid))
-    delete_tags(s, uuid)
+    forget_resource(s, uuid)
     s.execute(delete(BackupStorage).where(BackupStorage.uuid == uuid))
 
 
@@ -209,7 +209,7 @@ def _drop_image_refs(s: Session, bs_uuid: str) -> None:
         left = s.scalar(select(func.count()).select_from(ImageBackupStorageRef)
                         .where(ImageBackupStorageRef.imageUuid == img))
         if not left:
-            delete_tags(s, img)
+            forget_resource(s, img)
             s.execute(delete(Image).where(Image.uuid == img))
 
 

@@ -19,7 +19,7 @@ from mn.models import Cluster, L2NetworkClusterRef, PrimaryStorageClusterRef, Zo
 from mn.services.common import (
     add_tags,
     check_exists,
-    delete_tags,
+    forget_resource,
     get_or_404,
     new_resource_uuid,
     standard_handlers,
@@ -61,7 +61,7 @@ def delete_cluster(ctx: ApiContext, uuid: str, mode: str) -> None:
             return
         s.execute(delete(PrimaryStorageClusterRef).where(PrimaryStorageClusterRef.clusterUuid == uuid))
         s.execute(delete(L2NetworkClusterRef).where(L2NetworkClusterRef.clusterUuid == uuid))
-        delete_tags(s, uuid)
+        forget_resource(s, uuid)
         s.delete(c)
 
 

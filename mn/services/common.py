@@ -9,6 +9,7 @@ from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from mn import ownership
 from mn.context import ApiContext
 from mn.errors import CHANGE_RESOURCE_STATE_ERROR, ApiError, invalid, not_found
 from mn.inventory import to_inventory
@@ -137,11 +138,14 @@ def stored_tag_value(s: Session, resource_uuid: str, key: str) -> str | None:
     return system_tag_value(tags, key)
 
 
-def delete_tags(s: Session, resource_uuid: str) -> None:
+def forget_resource(s: Session, resource_uuid: str) -> None:
+    """What refers to a resource being deleted (in its deleting transaction): its tags, its owner
+    record and its shares."""
     from sqlalchemy import delete
 
     s.execute(delete(SystemTag).where(SystemTag.resourceUuid == resource_uuid))
     s.execute(delete(UserTag).where(UserTag.resourceUuid == resource_uuid))
+    ownership.disown(s, [resource_uuid])
 
 
 def check_storage_path(url: Any, api: str, what: str = "directory path") -> str:

@@ -44,7 +44,7 @@ from mn.resource_types import HYPERVISORS
 from mn.services.common import (
     cas,
     check_exists,
-    delete_tags,
+    forget_resource,
     get_or_404,
     inventory,
     transition,
@@ -93,7 +93,7 @@ def delete_host_row(ctx: ApiContext, d: dict) -> None:
     with ctx.db.tx() as s:
         h = s.get(Host, d["hostUuid"])
         if h is not None:
-            delete_tags(s, h.uuid)
+            forget_resource(s, h.uuid)
             s.delete(h)
 
 
@@ -250,7 +250,7 @@ def delete_host(ctx: ApiContext, uuid: str, mode: str) -> None:
         if h is None:
             return
         gone = extensions.DeletedHost(uuid, h.clusterUuid, h.hypervisorType, h.agentUrl)
-        delete_tags(s, uuid)
+        forget_resource(s, uuid)
         s.delete(h)
     extensions.HOST_DELETED.run(ctx, gone)
 

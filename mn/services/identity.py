@@ -16,18 +16,19 @@ import secrets
 from sqlalchemy import bindparam, delete, select
 
 from mn.api.registry import Msg, apis
-from mn.context import ApiContext, Services
+from mn.context import ADMIN_ACCOUNT_UUID, ApiContext, Caller, Services
 from mn.db.base import new_uuid, utcnow
 from mn.errors import AUTHENTICATION_ERROR, INVALID_SESSION, ApiError
 from mn.globalconfig import SESSION_TIMEOUT
 from mn.inventory import to_inventory
 from mn.models import Account, Session
 
-ADMIN_UUID = "36c27e8ff05c4780bf6d2fa65700f22e"  # ZStack's well-known admin account uuid
+ADMIN_UUID = ADMIN_ACCOUNT_UUID
 ADMIN_NAME = "admin"
 ADMIN_DEFAULT_PASSWORD = "password"
 _ITERATIONS = 50_000
-_SESSION = select(Session.accountUuid, Session.expiredDate).where(Session.uuid == bindparam("uuid"))
+_SESSION = (select(Session.accountUuid, Session.expiredDate, Session.userUuid, Session.userType, Account.type)
+            .join(Account, Account.uuid == Session.accountUuid).where(Session.uuid == bindparam("uuid")))
 
 
 def sha512_hex(password: str) -> str:
@@ -50,8 +51,8 @@ def ensure_admin(svc: Services) -> None:
 class SessionStore:
     """Sessions as the dispatcher checks them: the database row, read on every call."""
 
-    def validate(self, svc: Services, session_uuid: str | None) -> str:
-        """The session's account uuid; ApiError INVALID_SESSION (401) if it is absent or expired."""
+    def validate(self, svc: Services, session_uuid: str | None) -> Caller:
+        """Who the session is; ApiError INVALID_SESSION (401) if it is absent or expired."""
         if not session_uuid:
             raise ApiError(INVALID_SESSION, "this API needs a session: log in with LogInByAccount",
                            http_status=401)
@@ -60,7 +61,8 @@ class SessionStore:
         if row is None or row.expiredDate < utcnow():
             raise ApiError(INVALID_SESSION, f"session[uuid:{session_uuid}] is invalid or expired",
                            http_status=401)
-        return row.accountUuid
+        user = row.userUuid if row.userType == "UserVO" else None
+        return Caller(row.accountUuid, admin=row.type == "SystemAdmin", user_uuid=user)
 
 
 def _session_inventory(ctx: ApiContext, row: Session) -> dict:

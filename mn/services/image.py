@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from kvmagent.protocol import DeleteImageCmd, DownloadImageCmd, DownloadImageRsp
 from kvmagent.urlcheck import UrlPolicy, UrlRefused, check_setting_dirs, check_setting_hosts, check_url
+from mn import ownership, quota
 from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade
 from mn.connection import CONNECTED
@@ -38,7 +39,7 @@ from mn.services.common import (
     cas,
     change_state,
     check_exists,
-    delete_tags,
+    forget_resource,
     get_or_404,
     inventory,
     new_resource_uuid,
@@ -139,6 +140,8 @@ def _insert_rows(ctx: ApiContext, d: dict) -> None:
         for bs in msg.backupStorageUuids:
             s.add(ImageBackupStorageRef(imageUuid=d["uuid"], backupStorageUuid=bs, status=DOWNLOADING))
         add_tags(s, d["uuid"], "ImageVO", msg)
+        quota.check(s.connection(), ctx.caller, {"image.num": 1})
+        ownership.own(s, ctx.account_uuid, "ImageVO", [d["uuid"]])
 
 
 def _delete_rows(ctx: ApiContext, d: dict) -> None:
@@ -148,7 +151,7 @@ def _delete_rows(ctx: ApiContext, d: dict) -> None:
 
 def _drop_image(s: Session, uuid: str) -> None:
     s.execute(delete(ImageBackupStorageRef).where(ImageBackupStorageRef.imageUuid == uuid))
-    delete_tags(s, uuid)
+    forget_resource(s, uuid)
     s.execute(delete(Image).where(Image.uuid == uuid))
 
 

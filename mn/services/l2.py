@@ -39,7 +39,7 @@ from mn.services.common import (
     add_tags,
     apply_update,
     check_exists,
-    delete_tags,
+    forget_resource,
     get_or_404,
     inventory,
     new_resource_uuid,
@@ -347,7 +347,7 @@ def delete_l2(ctx: ApiContext, uuid: str, mode: str) -> None:
         hosts = _connected_hosts(s, clusters)
         view = _view(l2)
         s.execute(delete(L2NetworkClusterRef).where(L2NetworkClusterRef.l2NetworkUuid == uuid))
-        delete_tags(s, uuid)
+        forget_resource(s, uuid)
         s.delete(l2)
     delete_bridges(ctx, view, hosts)
 

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from mn import ipam
+from mn import ipam, ownership, quota
 from mn.api.registry import Msg, apis
 from mn.cascade import cascade, dependent
 from mn.context import ApiContext
@@ -35,7 +35,7 @@ from mn.models import IpRange, L2Network, L3Network, L3NetworkDns, UsedIp, Zone
 from mn.services.common import (
     add_tags,
     change_state,
-    delete_tags,
+    forget_resource,
     get_or_404,
     new_resource_uuid,
 )
@@ -98,6 +98,8 @@ def create_l3(ctx: ApiContext, msg: Msg) -> dict:
                        enableIPAM=msg.get("enableIPAM") is not False, isolated=bool(l2.isolated))
         s.add(l3)
         add_tags(s, uuid, "L3NetworkVO", msg)
+        quota.check(s.connection(), ctx.caller, {"l3.num": 1})
+        ownership.own(s, ctx.account_uuid, "L3NetworkVO", [uuid])
         s.flush()
         return {"inventory": to_inventory(s, l3)}
 
@@ -141,10 +143,10 @@ def delete_l3(ctx: ApiContext, uuid: str, mode: str) -> None:
             return
         s.execute(delete(UsedIp).where(UsedIp.l3NetworkUuid == uuid))
         for r in s.scalars(select(IpRange.uuid).where(IpRange.l3NetworkUuid == uuid)).all():
-            delete_tags(s, r)
+            forget_resource(s, r)
         s.execute(delete(IpRange).where(IpRange.l3NetworkUuid == uuid))
         s.execute(delete(L3NetworkDns).where(L3NetworkDns.l3NetworkUuid == uuid))
-        delete_tags(s, uuid)
+        forget_resource(s, uuid)
         s.delete(l3)
 
 
@@ -302,7 +304,7 @@ def delete_ip_range(ctx: ApiContext, uuid: str, mode: str) -> None:
         if r is None:
             return
         s.execute(delete(UsedIp).where(UsedIp.ipRangeUuid == uuid))
-        delete_tags(s, uuid)
+        forget_resource(s, uuid)
         s.delete(r)
 
 

@@ -9,6 +9,7 @@ null).
 
 from __future__ import annotations
 
+from mn import ownership
 from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade
 from mn.context import ApiContext
@@ -19,7 +20,7 @@ from mn.models import DiskOffering, InstanceOffering
 from mn.services.common import (
     add_tags,
     check_exists,
-    delete_tags,
+    forget_resource,
     get_or_404,
     new_resource_uuid,
     standard_handlers,
@@ -54,7 +55,7 @@ def _delete(ctx: ApiContext, model: type, uuid: str, mode: str) -> None:
     with ctx.db.tx() as s:
         row = s.get(model, uuid)
         if row is not None:
-            delete_tags(s, uuid)
+            forget_resource(s, uuid)
             s.delete(row)
 
 
@@ -81,6 +82,7 @@ def create_instance_offering(ctx: ApiContext, msg: Msg) -> dict:
                              type=msg.get("type") or "UserVm", state="Enabled")
         s.add(o)
         add_tags(s, uuid, "InstanceOfferingVO", msg)
+        ownership.own(s, ctx.account_uuid, "InstanceOfferingVO", [uuid])
         s.flush()
         return {"inventory": to_inventory(s, o)}
 
@@ -128,6 +130,7 @@ def create_disk_offering(ctx: ApiContext, msg: Msg) -> dict:
                          allocatorStrategy=msg.get("allocationStrategy"))
         s.add(o)
         add_tags(s, uuid, "DiskOfferingVO", msg)
+        ownership.own(s, ctx.account_uuid, "DiskOfferingVO", [uuid])
         s.flush()
         return {"inventory": to_inventory(s, o)}
 

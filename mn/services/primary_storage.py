@@ -47,7 +47,7 @@ from mn.services.common import (
     cas,
     change_state,
     check_exists,
-    delete_tags,
+    forget_resource,
     get_or_404,
     inventory,
 )
@@ -78,7 +78,7 @@ def delete_row(ctx: ApiContext, d: dict) -> None:
 
 def _drop_row(s: Session, uuid: str) -> None:
     s.execute(delete(PrimaryStorageClusterRef).where(PrimaryStorageClusterRef.primaryStorageUuid == uuid))
-    delete_tags(s, uuid)
+    forget_resource(s, uuid)
     s.execute(delete(PrimaryStorage).where(PrimaryStorage.uuid == uuid))
 
 

@@ -24,14 +24,15 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from mn import ipam
+from mn import ipam, ownership, quota
 from mn.allocator import host as host_alloc
 from mn.allocator import primary_storage as ps_alloc
+from mn.context import SYSTEM, Caller
 from mn.db.base import utcnow
 from mn.db.engine import Database
 from mn.globalconfig import MEMORY_OVER_PROVISIONING, GlobalConfigStore
 from mn.models import Host, UsedIp, VmInstance, VmNic, Volume
-from mn.services.common import add_tags, delete_tags
+from mn.services.common import add_tags, forget_resource
 from mn.services.vm_common import CREATED, STARTING, agent_url, ps_url, volume_install_path
 from mn.services.vm_create_data import CreateVmData, Plan, PsReservation, Reservation, VolumePlace
 
@@ -194,9 +195,19 @@ def insert_nics(s: Session, data: CreateVmData, vm: dict[str, Any], pre: Prefetc
     return nics
 
 
-def write(s: Session, data: CreateVmData, req: host_alloc.HostRequest, pre: Prefetch, ps_ratio: float) -> Rows:
-    """The step's write, all in the caller's transaction: reservations first, then the rows."""
+def quota_wants(plan: Plan) -> dict[str, int]:
+    """What one VM counts against its account's quotas."""
+    return {"vm.num": 1, "vm.cpuNum": plan.cpu, "vm.memorySize": plan.memory,
+            "volume.data.num": len(plan.data_disks),
+            "volume.capacity": plan.root_size + sum(d.size for d in plan.data_disks)}
+
+
+def write(s: Session, data: CreateVmData, req: host_alloc.HostRequest, pre: Prefetch, ps_ratio: float,
+          owner: Caller = SYSTEM) -> Rows:
+    """The step's write, all in the caller's transaction: the owner's quotas checked, reservations,
+    then the rows and their owner records."""
     plan = data.plan
+    quota.check(s.connection(), owner, quota_wants(plan))
     place = reserve_host(s, data, req, pre)
     ps_uuid = reserve_storage(s, data, place, pre, ps_ratio)
     data.zone = place.host.zoneUuid
@@ -206,6 +217,8 @@ def write(s: Session, data: CreateVmData, req: host_alloc.HostRequest, pre: Pref
     volumes = volume_rows(data, ps_uuid, place.host_uuid)
     conn.execute(_INSERT_VOLUME, volumes)
     nics = insert_nics(s, data, vm, pre)
+    ownership.own(conn, owner.account_uuid, "VmInstanceVO", [plan.vm_uuid])
+    ownership.own(conn, owner.account_uuid, "VolumeVO", [v["uuid"] for v in volumes])
     add_tags(s, plan.vm_uuid, "VmInstanceVO", {"systemTags": plan.system_tags, "userTags": plan.user_tags})
     return Rows(vm, volumes, nics, agent_url(place.host, place.host_uuid) if place.host_uuid else None)
 
@@ -217,7 +230,8 @@ def undo(db: Database, data: CreateVmData) -> None:
         s.execute(delete(VmNic).where(VmNic.uuid.in_(data.nic_uuids)))
         s.execute(delete(Volume).where(Volume.uuid.in_(data.volume_uuids)))
         s.execute(delete(VmInstance).where(VmInstance.uuid == data.vm_uuid))
-        delete_tags(s, data.vm_uuid)
+        ownership.disown(s, [data.vm_uuid, *data.volume_uuids])
+        forget_resource(s, data.vm_uuid)
         r = data.take_reserved()
         if r is not None:
             host_alloc.release(s, r.host, r.cpu, r.memory)

@@ -193,7 +193,7 @@ def _allocate(ctx: ApiContext, data: CreateVmData) -> None:
     req = vm_allocate.host_request(ctx.gconf, plan)
     pre = vm_allocate.prefetch(ctx.db, plan, req)
     ps_ratio = ctx.gconf.get(PS_OVER_PROVISIONING)
-    rows = ctx.flow_grouped(lambda s: vm_allocate.write(s, data, req, pre, ps_ratio))
+    rows = ctx.flow_grouped(lambda s: vm_allocate.write(s, data, req, pre, ps_ratio, ctx.caller))
     if plan.starts:
         try:
             _start_call(ctx, data, rows)

@@ -37,7 +37,7 @@ from mn.errors import ApiError, invalid
 from mn.flow import Flow, Step, register_flow
 from mn.globalconfig import MEMORY_OVER_PROVISIONING, PS_OVER_PROVISIONING, VM_DELETION_POLICY
 from mn.models import Host, Image, UsedIp, VmInstance, VmNic, Volume
-from mn.services.common import delete_tags, get_or_404
+from mn.services.common import forget_resource, get_or_404
 from mn.services.vm_common import (
     DESTROYED,
     OPERATIONS,
@@ -360,7 +360,7 @@ def expunge_vm(ctx: ApiContext, vm_uuid: str) -> None:
             delete_volume_on_storage(ctx, v)
             with ctx.db.tx() as s:
                 s.execute(delete(Volume).where(Volume.uuid == v.uuid))
-                delete_tags(s, v.uuid)
+                forget_resource(s, v.uuid)
         with ctx.db.ro() as s:
             nic_uuids = list(s.scalars(select(VmNic.uuid).where(VmNic.vmInstanceUuid == vm_uuid)))
         for nic_uuid in nic_uuids:  # what hangs on a NIC (its EIP) lets go first
@@ -373,7 +373,7 @@ def expunge_vm(ctx: ApiContext, vm_uuid: str) -> None:
         if nics:
             s.execute(delete(UsedIp).where(UsedIp.vmNicUuid.in_(nics)))
             s.execute(delete(VmNic).where(VmNic.uuid.in_(nics)))
-        delete_tags(s, vm_uuid)
+        forget_resource(s, vm_uuid)
         s.execute(delete(VmInstance).where(VmInstance.uuid == vm_uuid))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from kvmagent.protocol import AttachDataVolumeCmd, DetachDataVolumeCmd
-from mn import cascade
+from mn import cascade, ownership, quota
 from mn.allocator import primary_storage as ps_alloc
 from mn.api.registry import Msg, apis, key_of
 from mn.context import ApiContext, Services
@@ -29,7 +29,7 @@ from mn.services.common import (
     apply_update,
     change_state,
     check_exists,
-    delete_tags,
+    forget_resource,
     get_or_404,
     inventory,
     new_resource_uuid,
@@ -78,6 +78,8 @@ def create_data_volume(ctx: ApiContext, msg: Msg) -> dict:
         s.add(Volume(uuid=uuid, name=msg.name, description=msg.get("description"), type="Data", size=size,
                      diskOfferingUuid=offering, format="qcow2", status="NotInstantiated"))
         add_tags(s, uuid, "VolumeVO", msg)
+        quota.check(s.connection(), ctx.caller, {"volume.data.num": 1, "volume.capacity": size or 0})
+        ownership.own(s, ctx.account_uuid, "VolumeVO", [uuid])
     ps_uuid = msg.get("primaryStorageUuid")
     if ps_uuid:
         d: dict[str, Any] = {}
@@ -87,7 +89,7 @@ def create_data_volume(ctx: ApiContext, msg: Msg) -> dict:
             uninstantiate_volumes(ctx, d, forgotten=True)
             with ctx.db.tx() as s:
                 s.execute(delete(Volume).where(Volume.uuid == uuid))
-                delete_tags(s, uuid)
+                forget_resource(s, uuid)
             raise
     return _inv(ctx, uuid)
 
@@ -215,7 +217,7 @@ def expunge_volume(ctx: ApiContext, vol_uuid: str) -> None:
     delete_volume_on_storage(ctx, vol)
     with ctx.db.tx() as s:
         s.execute(delete(Volume).where(Volume.uuid == vol_uuid))
-        delete_tags(s, vol_uuid)
+        forget_resource(s, vol_uuid)
 
 
 def delete_volume(ctx: ApiContext, vol_uuid: str, mode: str = "Permissive") -> None:

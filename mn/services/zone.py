@@ -14,7 +14,7 @@ from mn.services.common import (
     apply_update,
     change_state,
     check_exists,
-    delete_tags,
+    forget_resource,
     get_or_404,
     new_resource_uuid,
 )
@@ -56,7 +56,7 @@ def delete_zone(ctx: ApiContext, uuid: str, mode: str) -> None:
     with ctx.db.tx() as s:
         z = s.get(Zone, uuid)
         if z is not None:
-            delete_tags(s, uuid)
+            forget_resource(s, uuid)
             s.delete(z)
 
 

@@ -301,7 +301,7 @@ def test_upgrade_db_dry_run_backup_and_migrate(tmp_path, capsys):
     assert ctl.main(["--home", str(home), "upgrade_db", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "revision 0001" in out and "pending 0002" in out and "nothing changed" in out
-    assert "pending plugin eip: none -> eip_0001" in out  # the plugins' chains too
+    assert "pending plugin eip: none -> eip_0002" in out  # the plugins' chains too
     assert current_revision(url) == "0001"
     assert ctl.main(["--home", str(home), "upgrade_db"]) == 0
     out = capsys.readouterr().out

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -41,6 +42,7 @@ from mn.models import (
     Volume,
     Zone,
 )
+from mn.services.identity import ensure_admin
 from simulator.dispatch import BACKUP, HOSTS, PRIMARY, run_command
 from simulator.state import SimState
 
@@ -129,8 +131,12 @@ def _cloud(db: Database, sim: SimState) -> None:
 
 
 def migrated(path: Path) -> Path:
-    """A migrated, empty database at `path` (a module's template: migrating takes about 1 s)."""
+    """A migrated database at `path` with only the admin account, as an MN starts it (a module's
+    template: migrating takes about 1 s)."""
     upgrade(f"sqlite:///{path}")
+    db = Database(f"sqlite:///{path}")
+    ensure_admin(SimpleNamespace(db=db))
+    db.dispose()
     return path
 
 

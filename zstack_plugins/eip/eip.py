@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mn import ownership, quota
 from mn.api.registry import Msg, apis
 from mn.cascade import dependent
 from mn.context import ApiContext
@@ -30,7 +31,7 @@ from mn.models import L3Network, VmInstance, VmNic
 from mn.services.common import (
     STATE_EVENTS,
     add_tags,
-    delete_tags,
+    forget_resource,
     get_or_404,
     new_resource_uuid,
     standard_handlers,
@@ -85,6 +86,10 @@ def check_nic_for_vip(s: Session, vip: Vip, nic: VmNic, eip_uuid: str | None = N
     return vm
 
 
+ownership.declare(Eip, ownership.Owned("EipVO"))
+quota.define("eip.num", 20, quota.counted(Eip))
+
+
 # ---- flow steps ---------------------------------------------------------------------------------
 
 def _create(ctx: ApiContext, d: dict[str, Any]) -> None:
@@ -97,6 +102,8 @@ def _create(ctx: ApiContext, d: dict[str, Any]) -> None:
         s.add(VipNetworkServicesRef(uuid=d["eip"], serviceType=SERVICE_TYPE, vipUuid=vip.uuid))
         vip.useFor, vip.serviceProvider = SERVICE_TYPE, PROVIDER
         add_tags(s, d["eip"], "EipVO", m)
+        quota.check(s.connection(), ctx.caller, {"eip.num": 1})
+        ownership.own(s, ctx.account_uuid, "EipVO", [d["eip"]])
         try:
             s.flush()
         except IntegrityError:  # a concurrent CreateEip took the VIP first (unique eip.vipUuid)
@@ -118,7 +125,7 @@ def _drop(s: Session, eip_uuid: str) -> None:
     vip = s.get(Vip, eip.vipUuid)
     if vip is not None:
         vip.useFor, vip.serviceProvider = None, None
-    delete_tags(s, eip_uuid)
+    forget_resource(s, eip_uuid)
     s.delete(eip)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mn import ipam
+from mn import ipam, ownership, quota
 from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade, dependent
 from mn.context import ApiContext
@@ -23,7 +23,7 @@ from mn.models import IpRange, L3Network, UsedIp
 from mn.services.common import (
     STATE_EVENTS,
     add_tags,
-    delete_tags,
+    forget_resource,
     get_or_404,
     new_resource_uuid,
     standard_handlers,
@@ -87,6 +87,10 @@ def _allocate(s: Session, msg: Msg, r: IpRange | None) -> UsedIp:
     raise ApiError(IP_ALLOCATION_FAILURE, f"no free IP in IpRangeVO[uuid:{r.uuid}] ({r.startIp}-{r.endIp})")
 
 
+ownership.declare(Vip, ownership.Owned("VipVO"))
+quota.define("vip.num", 20, quota.counted(Vip))
+
+
 @apis.handler("CreateVip", check=_check_create)
 def create_vip(ctx: ApiContext, msg: Msg) -> dict:
     uuid = new_resource_uuid(msg)
@@ -101,6 +105,8 @@ def create_vip(ctx: ApiContext, msg: Msg) -> dict:
                   prefixLen=prefix, system=False)
         s.add(vip)
         add_tags(s, uuid, "VipVO", msg)
+        quota.check(s.connection(), ctx.caller, {"vip.num": 1})
+        ownership.own(s, ctx.account_uuid, "VipVO", [uuid])
         s.flush()
         return {"inventory": to_inventory(s, vip)}
 
@@ -139,7 +145,7 @@ def delete_vip(ctx: ApiContext, uuid: str, mode: str) -> None:
         if vip is None:
             return
         used = vip.usedIpUuid
-        delete_tags(s, uuid)
+        forget_resource(s, uuid)
         s.delete(vip)
         s.flush()
         ipam.release_ip(s, used)

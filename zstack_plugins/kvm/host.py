@@ -33,7 +33,7 @@ from mn.globalconfig import define
 from mn.models import Cluster, Host
 from mn.resource_types import HYPERVISORS, HypervisorType
 from mn.services import host as hosts
-from mn.services.common import add_tags, cas, delete_tags, get_or_404, inventory, new_resource_uuid
+from mn.services.common import add_tags, cas, forget_resource, get_or_404, inventory, new_resource_uuid
 from mn.ssh import SshTarget, check_login
 from zstack_plugins.kvm.models import KVMHost
 
@@ -74,7 +74,7 @@ def _delete(ctx: ApiContext, d: dict) -> None:
     with ctx.db.tx() as s:
         h = s.get(Host, d["hostUuid"])
         if h is not None:
-            delete_tags(s, h.uuid)
+            forget_resource(s, h.uuid)
             s.delete(h)  # kvm_host goes with it (ON DELETE CASCADE)
 
 

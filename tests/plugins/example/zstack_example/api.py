@@ -25,7 +25,7 @@ from mn.globalconfig import define
 from mn.models import Host
 from mn.services.common import (
     add_tags,
-    delete_tags,
+    forget_resource,
     get_or_404,
     inventory,
     new_resource_uuid,
@@ -88,7 +88,7 @@ def _delete(ctx: ApiContext, d: dict) -> None:
     with ctx.db.tx() as s:
         row = s.get(XmlHook, d["uuid"])
         if row is not None:
-            delete_tags(s, row.uuid)
+            forget_resource(s, row.uuid)
             s.delete(row)
 
 

@@ -1,0 +1,194 @@
+"""Who may call what: the permission check every API call passes (mn.api.dispatch), before its
+handler's check and before anything is queued. It has no side effects.
+
+For an admin account (SystemAdmin) everything is allowed. For a normal account:
+1. the API must be one normal accounts may call: ZStack's @Action category (catalogue `category`)
+   set and not one of the infrastructure families (ADMIN_CATEGORIES), nor an identity API kept
+   for admins (ADMIN_APIS); noSession APIs are for everyone;
+2. every resource the message names (parameters with a resourceType the ownership rules know,
+   mn.ownership) must be the account's own; a resource of a shareable type (images, L3 networks,
+   offerings) shared with the account may be used where it is not the target of the change; an
+   API that only reads needs the resource visible only. Infrastructure (zones, hosts, storage,
+   L2 networks) may be named where an API places a resource on it (CreateVmInstance.hostUuid).
+3. a user's session (LogInByUser) must also be allowed by the user's policies and its groups':
+   some Allow statement matches the API and no Deny statement does (ZStack's semantics).
+A refusal is ID.1002 (403) naming the API or the resource; a resource that does not exist is
+refused alike, so a normal account cannot learn which uuids exist.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterator
+
+from sqlalchemy import func, select, union_all
+from sqlalchemy.orm import Session
+
+from mn import models as m
+from mn import ownership
+from mn.catalogue.catalog import ApiSpec
+from mn.context import ApiContext, Caller
+from mn.errors import PERMISSION_DENIED, ApiError
+
+ADMIN_CATEGORIES = frozenset({"zone", "cluster", "host", "primaryStorage", "backupStorage", "l2Network",
+                              "console", "core", "longjob", "hostNetwork.lldp", "SdnController"})
+"""ZStack @Action categories of infrastructure: admins only, reads included."""
+ADMIN_APIS = frozenset({"QueryGlobalConfig"})
+"""APIs of a normal-account category that are still for admins only."""
+NORMAL_APIS = frozenset({"QueryAccount", "QuerySharedResource"})
+"""APIs without an @Action that normal accounts may call (answered with their own rows only)."""
+ALWAYS_FOR_USERS = frozenset({"LogOut", "ValidateSession", "RenewSession", "GetAccountQuotaUsage"})
+"""APIs a user may call whatever its policies say (its own session, its account's quotas)."""
+
+TARGETS: dict[str, frozenset[str]] = {
+    "AddDnsToL3Network": frozenset({"l3NetworkUuid"}),
+    "RemoveDnsFromL3Network": frozenset({"l3NetworkUuid"}),
+    "AddIpRange": frozenset({"l3NetworkUuid"}),
+    "AddIpRangeByNetworkCidr": frozenset({"l3NetworkUuid"}),
+    "ExpungeImage": frozenset({"imageUuid"}),
+    "RecoverImage": frozenset({"imageUuid"}),
+    "CreateSystemTag": frozenset({"resourceUuid"}),
+    "CreateSystemTags": frozenset({"resourceUuid"}),
+    "CreateUserTag": frozenset({"resourceUuid"}),
+    "ShareResource": frozenset({"resourceUuids"}),
+    "RevokeResourceSharing": frozenset({"resourceUuids"}),
+}
+"""Parameters besides `uuid` naming the resource an API changes: it must be owned, even if shared."""
+PARAM_TYPES: dict[tuple[str, str], str] = {
+    ("DeleteTag", "uuid"): "TagVO",
+    ("UpdateSystemTag", "uuid"): "TagVO",
+    ("CreateVmInstance", "defaultL3NetworkUuid"): "L3NetworkVO",
+    ("GetEipAttachableVmNics", "vmUuid"): "VmInstanceVO",
+}
+"""Resource types of parameters the catalogue leaves untyped."""
+CATEGORY_ALIASES = {"vm": "instance", "l3": "l3Network", "l2": "l2Network", "ps": "primaryStorage",
+                    "bs": "backupStorage"}
+
+
+def denied(details: str) -> ApiError:
+    return ApiError(PERMISSION_DENIED, details, http_status=403)
+
+
+def api_allowed(spec: ApiSpec, caller: Caller) -> bool:
+    """Whether the caller's account may call the API at all (before resources and policies)."""
+    if caller.admin or spec.noSession:
+        return True
+    if spec.name in NORMAL_APIS:
+        return True
+    return spec.category is not None and spec.category not in ADMIN_CATEGORIES and spec.name not in ADMIN_APIS
+
+
+def authorize(ctx: ApiContext, spec: ApiSpec, msg: dict) -> None:
+    """Refuse (ID.1002) a call the caller may not make; see the module docstring."""
+    caller = ctx.caller
+    if caller.admin or spec.noSession:
+        return
+    if not api_allowed(spec, caller):
+        raise denied(f"the account[uuid:{caller.account_uuid}] is a normal account: {spec.name} is for "
+                     "admins only")
+    named = list(_named_resources(spec, msg))
+    with ctx.db.ro() as s:
+        if caller.user_uuid is not None and spec.name not in ALWAYS_FOR_USERS:
+            check_user_policies(s, spec, caller, [u for _, u, _ in named])
+        for rtype, uuid, target in named:
+            need_owner = target or not _shareable(rtype)
+            if spec.read:
+                need_owner = False
+            if not _may(s, caller, rtype, uuid, need_owner):
+                what = "the owner of" if need_owner else "allowed to use"
+                raise denied(f"the account[uuid:{caller.account_uuid}] is not {what} the resource"
+                             f"[uuid:{uuid}, type:{rtype}] ({spec.name})")
+
+
+def _named_resources(spec: ApiSpec, msg: dict) -> Iterator[tuple[str, str, bool]]:
+    """(resource type, uuid, is it the target of the change) for each resource the message names."""
+    targets = TARGETS.get(spec.name, frozenset())
+    for p in spec.params:
+        rtype = PARAM_TYPES.get((spec.name, p.name)) or p.resourceType
+        if rtype is None:
+            continue
+        if rtype != "ResourceVO" and rtype not in ownership.BY_TYPE:
+            continue  # infrastructure, or a type nobody owns
+        value = msg.get(p.name)
+        values = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+        target = p.name == "uuid" or p.name in targets
+        for v in values:
+            if isinstance(v, str) and v:
+                yield rtype, v, target
+
+
+def _shareable(rtype: str) -> bool:
+    rules = [ownership.RULES[mdl] for mdl in ownership.BY_TYPE.get(rtype, [])]
+    return any(isinstance(r, ownership.Owned) and r.shareable for r in rules)
+
+
+def _may(s: Session, caller: Caller, rtype: str, uuid: str, owner: bool) -> bool:
+    if rtype == "ResourceVO":  # any owned resource, by its owner record
+        mine = ownership.owned_uuids(caller.account_uuid) if owner else ownership.visible_uuids(caller.account_uuid)
+        sub = mine.subquery()
+        return bool(s.scalar(select(func.count()).select_from(sub).where(sub.c[0] == uuid)))
+    for model in ownership.BY_TYPE.get(rtype, []):
+        clauses = ownership.owned_by(model, caller) if owner else ownership.visible(model, caller)
+        key = model.__mapper__.primary_key[0]
+        if s.scalar(select(func.count()).select_from(model).where(key == uuid, *(clauses or []))):
+            return True
+    return False
+
+
+# --- user policies -------------------------------------------------------------------------------
+
+def action_names(spec: ApiSpec) -> list[str]:
+    """The names a policy statement's action pattern is matched against, for one API: the message
+    class (org.zstack.header.vm.APICreateVmInstanceMsg), the API name, and `category:APIName`,
+    `category:APIxxxMsg` and `category:read` (for reads) in ZStack's category, with aliases
+    (vm: for instance:)."""
+    short = spec.message.rsplit(".", 1)[-1]
+    out = [spec.message, spec.name, short]
+    cats = [spec.category] if spec.category else []
+    cats += [a for a, c in CATEGORY_ALIASES.items() if c == spec.category]
+    for c in cats:
+        out += [f"{c}:{spec.name}", f"{c}:{short}"]
+        if spec.read:
+            out.append(f"{c}:read")
+    return out
+
+
+def statements_of(s: Session, user_uuid: str) -> list[dict]:
+    """The statements of every policy attached to the user or to one of its groups."""
+    direct = select(m.UserPolicyRef.policyUuid).where(m.UserPolicyRef.userUuid == user_uuid)
+    groups = select(m.UserGroupUserRef.groupUuid).where(m.UserGroupUserRef.userUuid == user_uuid)
+    via = select(m.UserGroupPolicyRef.policyUuid).where(m.UserGroupPolicyRef.groupUuid.in_(groups))
+    rows = s.scalars(select(m.Policy.statementsJson).where(m.Policy.uuid.in_(union_all(direct, via)))).all()
+    out: list[dict] = []
+    for text in rows:
+        out.extend(json.loads(text or "[]"))
+    return out
+
+
+def statement_matches(st: dict, names: list[str], resources: list[str]) -> bool:
+    patterns = st.get("actions") or []
+    if not any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names):
+        return False
+    scope = st.get("resources") or []
+    if not scope:
+        return True
+    return any(fnmatch.fnmatchcase(r, p) for p in scope for r in resources)
+
+
+def policy_decision(statements: list[dict], spec: ApiSpec, resources: list[str]) -> bool:
+    """Allowed when some Allow statement matches and no Deny statement does."""
+    names = action_names(spec)
+    allowed = False
+    for st in statements:
+        if statement_matches(st, names, resources):
+            if st.get("effect") == "Deny":
+                return False
+            allowed = allowed or st.get("effect") == "Allow"
+    return allowed
+
+
+def check_user_policies(s: Session, spec: ApiSpec, caller: Caller, resources: list[str]) -> None:
+    assert caller.user_uuid is not None
+    if not policy_decision(statements_of(s, caller.user_uuid), spec, resources):
+        raise denied(f"the user[uuid:{caller.user_uuid}] has no policy that allows {spec.name}")
