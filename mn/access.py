@@ -34,7 +34,7 @@ from mn.errors import PERMISSION_DENIED, ApiError
 ADMIN_CATEGORIES = frozenset({"zone", "cluster", "host", "primaryStorage", "backupStorage", "l2Network",
                               "console", "core", "longjob", "hostNetwork.lldp", "SdnController"})
 """ZStack @Action categories of infrastructure: admins only, reads included."""
-ADMIN_APIS = frozenset({"QueryGlobalConfig"})
+ADMIN_APIS = frozenset({"QueryGlobalConfig", "MigrateVm", "GetVmMigrationCandidateHosts"})
 """APIs of a normal-account category that are still for admins only."""
 NORMAL_APIS = frozenset({"QueryAccount", "QuerySharedResource"})
 """APIs without an @Action that normal accounts may call (answered with their own rows only)."""

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from mn import ipam, ownership, quota
 from mn.api.registry import Msg, apis
 from mn.cascade import cascade, dependent
-from mn.context import ApiContext
+from mn.context import SYSTEM, ApiContext, Caller
 from mn.errors import invalid, not_found
 from mn.inventory import to_inventories, to_inventory
 from mn.iputil import RangeSpec, overlaps, parse_ipv4, ranges_from_cidr, validate_range
@@ -360,19 +360,22 @@ def _capacity_fields(by_version: dict[int, list[int]]) -> dict[str, int]:
             "ipv6TotalCapacity": v6t, "ipv6AvailableCapacity": v6t - v6u, "ipv6UsedIpAddressNumber": v6u}
 
 
-def ip_capacity(s: Session, group: Any = None, uuids: list[str] | None = None,
+def ip_capacity(s: Session, group: Any = None, uuids: list[str] | None = None, caller: Caller = SYSTEM,
                 ) -> dict[str | None, dict[int, list[int]]]:
     """{group key: {ipVersion: [total, used]}} from two SQL aggregates over ranges and used IPs.
 
     `group` is the grouping column (IpRange.uuid, IpRange.l3NetworkUuid or L3Network.zoneUuid),
-    restricted to `uuids`; None aggregates everything under the key None.
+    restricted to `uuids`; None aggregates everything under the key None. Only the L3 networks
+    `caller` may see count.
     """
+    seen = ownership.visible(L3Network, caller) or []
     size = IpRange.endIpInLong - IpRange.startIpInLong + 1
     keys = [group] if group is not None else []
     totals = select(*keys, IpRange.ipVersion, func.sum(size)).join(
         L3Network, L3Network.uuid == IpRange.l3NetworkUuid)
     used = select(*keys, IpRange.ipVersion, func.count(UsedIp.uuid)).select_from(UsedIp).join(
         IpRange, IpRange.uuid == UsedIp.ipRangeUuid).join(L3Network, L3Network.uuid == IpRange.l3NetworkUuid)
+    totals, used = totals.where(*seen), used.where(*seen)
     if group is not None:
         totals = totals.where(group.in_(uuids or []))
         used = used.where(group.in_(uuids or []))
@@ -397,7 +400,7 @@ def get_ip_capacity(ctx: ApiContext, msg: Msg) -> dict:
             for u in uuids:
                 if s.get(model, u) is None:
                     raise not_found(rtype, u)
-            per = ip_capacity(s, group, uuids)
+            per = ip_capacity(s, group, uuids, ctx.caller)
             data = [{"resourceUuid": u, **_capacity_fields(per.get(u, {}))} for u in uuids]
             total: dict[int, list[int]] = {}
             for versions in per.values():
@@ -408,7 +411,7 @@ def get_ip_capacity(ctx: ApiContext, msg: Msg) -> dict:
             return {**_capacity_fields(total), "capacityData": data, "resourceType": rtype}
         if not msg.get("all"):
             raise invalid("GetIpAddressCapacity needs zoneUuids, l3NetworkUuids or ipRangeUuids, or all=true")
-        per = ip_capacity(s)
+        per = ip_capacity(s, caller=ctx.caller)
         return {**_capacity_fields(per.get(None, {})), "capacityData": [], "resourceType": None}
 
 

@@ -278,7 +278,8 @@ def api_change_state(ctx: ApiContext, msg: Msg) -> dict:
 def api_attachable_vms(ctx: ApiContext, msg: Msg) -> dict:
     with ctx.db.ro() as s:
         vol = _data_volume(s, msg.volumeUuid)
-        q = select(VmInstance).where(VmInstance.state.in_(ATTACHABLE_VM_STATES), VmInstance.type == "UserVm")
+        q = select(VmInstance).where(VmInstance.state.in_(ATTACHABLE_VM_STATES), VmInstance.type == "UserVm",
+                                     *(ownership.owned_by(VmInstance, ctx.caller) or []))
         if vol.vmInstanceUuid:
             return {"inventories": []}
         if vol.primaryStorageUuid:

@@ -339,7 +339,8 @@ def attachable_nics(ctx: ApiContext, msg: Msg) -> dict:
         zone = s.get(L3Network, vip.l3NetworkUuid).zoneUuid
         q = (select(VmNic).join(VmInstance, VmInstance.uuid == VmNic.vmInstanceUuid)
              .where(VmInstance.zoneUuid == zone, VmInstance.state.in_(EIP_VM_STATES), VmInstance.type == "UserVm",
-                    VmNic.l3NetworkUuid != vip.l3NetworkUuid, VmNic.ip.is_not(None)))
+                    VmNic.l3NetworkUuid != vip.l3NetworkUuid, VmNic.ip.is_not(None),
+                    *(ownership.owned_by(VmNic, ctx.caller) or [])))
         if msg.get("vmUuid"):
             q = q.where(VmInstance.uuid == msg.vmUuid)
         if msg.get("vmName"):
@@ -366,7 +367,8 @@ def attachable_eips(ctx: ApiContext, msg: Msg) -> dict:
     with ctx.db.ro() as s:
         nic = get_or_404(s, VmNic, msg.vmNicUuid)
         ok = []
-        for eip in s.scalars(select(Eip).where(Eip.vmNicUuid.is_(None)).order_by(Eip.createDate, Eip.uuid)):
+        mine = ownership.owned_by(Eip, ctx.caller) or []
+        for eip in s.scalars(select(Eip).where(Eip.vmNicUuid.is_(None), *mine).order_by(Eip.createDate, Eip.uuid)):
             try:
                 check_nic_for_vip(s, s.get(Vip, eip.vipUuid), nic, eip.uuid)
             except ApiError:
