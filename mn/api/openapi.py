@@ -311,7 +311,8 @@ def _error_responses(session: bool, body: bool = False) -> dict[str, Any]:
     """Every error an operation may answer: 401 also without a session (LogInByAccount's wrong
     password), 413/415 for bodies, 4XX for the rest of the HTTP layer's refusals (405...)."""
     out = {"400": ref("responses", "BadRequest"), "401": ref("responses", "Unauthorized"),
-           "404": ref("responses", "NotFound"), "503": ref("responses", "Failed")}
+           "403": ref("responses", "Forbidden"), "404": ref("responses", "NotFound"),
+           "503": ref("responses", "Failed")}
     if body:
         out["413"] = ref("responses", "TooLarge")
         out["415"] = ref("responses", "UnsupportedMediaType")
@@ -452,6 +453,7 @@ def _components(catalog: Catalog, specs: list[ApiSpec], templates: dict[str, str
                          **_json(ref("schemas", "JobLocation"))},
             "BadRequest": err("invalid argument (SYS.1007) or malformed request"),
             "Unauthorized": err("no or invalid session (ID.1001)"),
+            "Forbidden": err("the session's account or user may not make this call (ID.1002)"),
             "NotFound": err("no such resource, API or job"),
             "NotImplemented": err("an API of the catalogue this MN does not serve (SYS.1014)"),
             "TooLarge": err("the body is larger than the MN accepts (SYS.1007; MNConfig.api_max_body)"),
@@ -479,6 +481,7 @@ def _fixed_paths() -> dict[str, dict[str, Any]]:
             "responses": {"200": rpc_reply, **{c: {**rpc_reply, "description": d} for c, d in (
                 ("400", "the body or the parameters are invalid (SYS.1007)"),
                 ("401", "no or invalid session (ID.1001), or a failed login (ID.1000)"),
+                ("403", "the session's account or user may not make this call (ID.1002)"),
                 ("404", "no API of that message class (SYS.1008)"),
                 ("413", "the body is too large (SYS.1007)"), ("415", "the body is not JSON (SYS.1007)"),
                 ("4XX", "another refusal before the call ran"))}}}},
