@@ -88,7 +88,7 @@ def _allocate(s: Session, msg: Msg, r: IpRange | None) -> UsedIp:
 
 
 ownership.declare(Vip, ownership.Owned("VipVO"))
-quota.define("vip.num", 20, quota.counted(Vip))
+quota.define("vip.num", 20, Vip)
 
 
 @apis.handler("CreateVip", check=_check_create)
