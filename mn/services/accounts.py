@@ -81,7 +81,7 @@ def password_matches(row: Any, client_hash: str | None) -> bool:
 
 def _check_create(ctx: ApiContext, msg: Msg) -> None:
     new_resource_uuid(msg)
-    if msg.get("type", "Normal") not in ACCOUNT_TYPES:
+    if (msg.get("type") or "Normal") not in ACCOUNT_TYPES:
         raise invalid(f"parameter 'type' of CreateAccount must be one of {list(ACCOUNT_TYPES)}")
     if not msg.password:
         raise invalid("parameter 'password' of CreateAccount must not be empty")
