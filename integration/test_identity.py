@@ -290,3 +290,183 @@ def test_quotas(api: ZStackClient, mn: Any, env: Env, transport: str) -> None:
     refused("SYS.1007", call, api, transport, "UpdateQuota", identityUuid=a["uuid"], name="vm.nums", value=1)
     refused("ID.1002", call, ca, transport, "GetAccountQuotaUsage", uuid=mn_admin_uuid())
     api.call("DeleteAccount", uuid=a["uuid"])
+
+
+# ---- users, groups, policies ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_users_and_groups(api: ZStackClient, mn: Any, transport: str) -> None:
+    a, ca = new_account(api, mn)
+    b, cb = new_account(api, mn)
+    name = unique("u")
+    u = call(ca, transport, "CreateUser", name=name, password=sha("one"))["inventory"]
+    refused("SYS.1007", call, ca, transport, "CreateUser", name=name, password=sha("x"))
+    other = call(cb, transport, "CreateUser", name=name, password=sha("x"))["inventory"]  # names are per account
+    assert other["accountUuid"] == b["uuid"]
+    assert [x["uuid"] for x in ca.query("QueryUser")] == [u["uuid"]]
+
+    # The account changes its user's password without the old one; the user needs its current one.
+    inv = call(ca, transport, "UpdateUser", uuid=u["uuid"], description="first user", password=sha("two"))["inventory"]
+    assert inv["description"] == "first user"
+    cu = user_client(mn, a["name"], name, "two")
+    refused("ID.1002", call, cu, transport, "UpdateUser", password=sha("three"))
+    refused("ID.1002", call, cu, transport, "UpdateUser", uuid=u["uuid"], password=sha("three"),
+            oldPassword=sha("wrong"))
+    call(cu, transport, "UpdateUser", password=sha("three"), oldPassword=sha("two"))
+    user_client(mn, a["name"], name, "three")
+    # Another account touches none of them.
+    for api_name, params in (("UpdateUser", {"uuid": u["uuid"], "description": "mine"}),
+                             ("DeleteUser", {"uuid": u["uuid"]})):
+        e = refused("ID.1002", call, cb, transport, api_name, **params)
+        assert u["uuid"] in e.error["details"]
+
+    g = call(ca, transport, "CreateUserGroup", name=unique("g"), description="ops")["inventory"]
+    assert g["accountUuid"] == a["uuid"] and g["description"] == "ops"
+    refused("SYS.1007", call, ca, transport, "CreateUserGroup", name=g["name"])
+    g = call(ca, transport, "UpdateUserGroup", uuid=g["uuid"], name=g["name"] + "-2")["inventory"]
+    assert g["name"].endswith("-2")
+    for _ in range(2):
+        call(ca, transport, "AddUserToGroup", userUuid=u["uuid"], groupUuid=g["uuid"])
+    assert [x["uuid"] for x in ca.query("QueryUser", f"groupRef.groupUuid={g['uuid']}")] == [u["uuid"]]
+    bg = cb.call("CreateUserGroup", name=unique("g"))["inventory"]
+    refused("ID.1002", call, cb, transport, "AddUserToGroup", userUuid=u["uuid"], groupUuid=bg["uuid"])
+    refused("ID.1002", call, cb, transport, "UpdateUserGroup", uuid=g["uuid"], name="mine")
+    refused("ID.1002", call, cb, transport, "DeleteUserGroup", uuid=g["uuid"])
+    refused("SYS.1007", api.call, "AddUserToGroup", userUuid=u["uuid"], groupUuid=bg["uuid"])  # two accounts
+    call(ca, transport, "RemoveUserFromGroup", userUuid=u["uuid"], groupUuid=g["uuid"])
+    assert ca.query("QueryUser", f"groupRef.groupUuid={g['uuid']}") == []
+    call(ca, transport, "AddUserToGroup", userUuid=u["uuid"], groupUuid=g["uuid"])
+    call(ca, transport, "DeleteUserGroup", uuid=g["uuid"])
+    assert ca.query("QueryUserGroup") == []
+
+    call(ca, transport, "DeleteUser", uuid=u["uuid"])
+    assert ca.query("QueryUser") == []
+    refused("ID.1001", cu.query, "QueryVmInstance")  # the user's sessions end with it
+    for acc in (a, b):
+        api.call("DeleteAccount", uuid=acc["uuid"])
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_policies(api: ZStackClient, mn: Any, env: Env, transport: str) -> None:
+    a, ca = new_account(api, mn)
+    b, cb = new_account(api, mn)
+    share_env(api, env, a["uuid"])
+    vm = ca.call("CreateVmInstance", name=unique("vm"), instanceOfferingUuid=env.offering, imageUuid=env.image,
+                 l3NetworkUuids=[env.l3])["inventory"]
+    name = unique("u")
+    u = ca.call("CreateUser", name=name, password=sha("pw"))["inventory"]
+    cu = user_client(mn, a["name"], name, "pw")
+    create = {"name": unique("vm"), "instanceOfferingUuid": env.offering, "imageUuid": env.image,
+              "l3NetworkUuids": [env.l3]}
+    # A user without a policy may do nothing (but its own session's APIs).
+    refused("ID.1002", cu.query, "QueryVmInstance")
+    assert cu.call("ValidateSession", sessionUuid=cu.session)["validSession"] is True
+
+    for bad in ([{"effect": "Maybe", "actions": ["*"]}], [{"effect": "Allow", "actions": []}],
+                [{"effect": "Allow", "actions": "instance:*"}], [{"effect": "Allow"}], ["Allow *"],
+                [{"effect": "Allow", "actions": ["*"], "resources": "x"}],
+                [{"effect": "Allow", "actions": ["*"], "verbs": ["x"]}], []):
+        e = refused("SYS.1007", call, ca, transport, "CreatePolicy", name=unique("bad"), statements=bad)
+        assert "statement" in e.error["details"]
+    read = call(ca, transport, "CreatePolicy", name=unique("read"), description="vm reads",
+                statements=[{"name": "r", "effect": "Allow", "actions": ["instance:read"]}])["inventory"]
+    assert read["statements"] == [{"name": "r", "effect": "Allow", "actions": ["instance:read"]}]
+    assert read["accountUuid"] == a["uuid"] and set(read) == {"statements", "name", "uuid", "accountUuid"}
+    refused("SYS.1007", call, ca, transport, "CreatePolicy", name=read["name"],
+            statements=[{"effect": "Allow", "actions": ["*"]}])
+    by_name = ca.call("CreatePolicy", name=unique("q"),
+                      statements=[{"effect": "Allow", "actions": ["QueryVmInstance"]}])["inventory"]
+
+    call(ca, transport, "AttachPolicyToUser", userUuid=u["uuid"], policyUuid=read["uuid"])
+    call(ca, transport, "AttachPolicyToUser", userUuid=u["uuid"], policyUuid=read["uuid"])  # no second ref
+    assert [x["uuid"] for x in cu.query("QueryVmInstance")] == [vm["uuid"]]
+    e = refused("ID.1002", cu.call, "CreateVmInstance", **create)
+    assert "CreateVmInstance" in e.error["details"]
+    refused("ID.1002", cu.query, "QueryVolume")
+    perms = call(cu, transport, "CheckApiPermission", apiNames=["QueryVmInstance", "CreateVmInstance",
+                                                              "org.zstack.header.zone.APICreateZoneMsg"])
+    assert perms["inventory"] == {"QueryVmInstance": "Allow", "CreateVmInstance": "Deny",
+                                  "org.zstack.header.zone.APICreateZoneMsg": "Deny"}
+    call(ca, transport, "DetachPolicyFromUser", userUuid=u["uuid"], policyUuid=read["uuid"])
+    refused("ID.1002", cu.query, "QueryVmInstance")
+    call(ca, transport, "AttachPoliciesToUser", userUuid=u["uuid"], policyUuids=[read["uuid"], by_name["uuid"]])
+    assert [x["uuid"] for x in cu.query("QueryVmInstance")] == [vm["uuid"]]
+    call(ca, transport, "DetachPoliciesFromUser", userUuid=u["uuid"], policyUuids=[read["uuid"], by_name["uuid"]])
+    refused("ID.1002", cu.query, "QueryVmInstance")
+
+    # Through a group: VM reads and creation allowed, its destruction denied.
+    g = ca.call("CreateUserGroup", name=unique("g"))["inventory"]
+    ca.call("AddUserToGroup", userUuid=u["uuid"], groupUuid=g["uuid"])
+    ops = ca.call("CreatePolicy", name=unique("ops"), statements=[
+        {"effect": "Allow", "actions": ["instance:*"]},
+        {"effect": "Deny", "actions": ["org.zstack.header.vm.APIDestroyVmInstanceMsg"]}])["inventory"]
+    call(ca, transport, "AttachPolicyToUserGroup", groupUuid=g["uuid"], policyUuid=ops["uuid"])
+    assert ca.call("CheckApiPermission", userUuid=u["uuid"], apiNames=["CreateVmInstance", "DestroyVmInstance"])[
+        "inventory"] == {"CreateVmInstance": "Allow", "DestroyVmInstance": "Deny"}
+    mine = cu.call("CreateVmInstance", **create)["inventory"]
+    refs = api.query("QueryAccountResourceRef", f"resourceUuid={mine['uuid']}")
+    assert [r["accountUuid"] for r in refs] == [a["uuid"]]  # a user's resources are its account's
+    refused("ID.1002", cu.call, "DestroyVmInstance", uuid=mine["uuid"])
+    call(ca, transport, "DetachPolicyFromUserGroup", groupUuid=g["uuid"], policyUuid=ops["uuid"])
+    refused("ID.1002", cu.query, "QueryVmInstance")
+    # The account itself: what its account type may call.
+    assert ca.call("CheckApiPermission", apiNames=["CreateVmInstance", "CreateZone"])["inventory"] == {
+        "CreateVmInstance": "Allow", "CreateZone": "Deny"}
+    refused("SYS.1007", ca.call, "CheckApiPermission", apiNames=["NoSuchApi"])
+
+    # Another account's policies and users are out of reach.
+    bu = cb.call("CreateUser", name=unique("u"), password=sha("x"))["inventory"]
+    refused("ID.1002", call, cb, transport, "AttachPolicyToUser", userUuid=bu["uuid"], policyUuid=read["uuid"])
+    refused("ID.1002", call, cb, transport, "DeletePolicy", uuid=read["uuid"])
+    refused("ID.1002", call, cb, transport, "CheckApiPermission", userUuid=u["uuid"], apiNames=["QueryVmInstance"])
+    refused("SYS.1007", api.call, "AttachPolicyToUser", userUuid=bu["uuid"], policyUuid=read["uuid"])
+
+    ca.call("AttachPolicyToUser", userUuid=u["uuid"], policyUuid=read["uuid"])
+    call(ca, transport, "DeletePolicy", uuid=read["uuid"])
+    assert ca.query("QueryPolicy", f"uuid={read['uuid']}") == []
+    refused("ID.1002", cu.query, "QueryVmInstance")  # its attachments went with it
+    for acc in (a, b):
+        api.call("DeleteAccount", uuid=acc["uuid"])
+
+
+def test_no_account_touches_another_accounts_identities(api: ZStackClient, mn: Any) -> None:
+    """Every identity API naming a user, group or policy, called by another account: ID.1002, and
+    nothing changed."""
+    a, ca = new_account(api, mn)
+    b, cb = new_account(api, mn)
+    u = ca.call("CreateUser", name=unique("u"), password=sha("x"))["inventory"]["uuid"]
+    g = ca.call("CreateUserGroup", name=unique("g"))["inventory"]["uuid"]
+    p = ca.call("CreatePolicy", name=unique("p"), statements=[{"effect": "Allow", "actions": ["*"]}])["inventory"]["uuid"]
+    ca.call("AddUserToGroup", userUuid=u, groupUuid=g)
+    ca.call("AttachPolicyToUser", userUuid=u, policyUuid=p)
+    ca.call("AttachPolicyToUserGroup", groupUuid=g, policyUuid=p)
+    bu = cb.call("CreateUser", name=unique("u"), password=sha("x"))["inventory"]["uuid"]
+    bg = cb.call("CreateUserGroup", name=unique("g"))["inventory"]["uuid"]
+    bp = cb.call("CreatePolicy", name=unique("p"), statements=[{"effect": "Allow", "actions": ["*"]}])["inventory"]["uuid"]
+    cases = [
+        ("UpdateUser", {"uuid": u, "password": sha("y")}), ("DeleteUser", {"uuid": u}),
+        ("UpdateUserGroup", {"uuid": g, "name": "x"}), ("DeleteUserGroup", {"uuid": g}),
+        ("AddUserToGroup", {"userUuid": u, "groupUuid": bg}), ("AddUserToGroup", {"userUuid": bu, "groupUuid": g}),
+        ("RemoveUserFromGroup", {"userUuid": u, "groupUuid": g}), ("DeletePolicy", {"uuid": p}),
+        ("AttachPolicyToUser", {"userUuid": bu, "policyUuid": p}), ("AttachPolicyToUser", {"userUuid": u, "policyUuid": bp}),
+        ("AttachPoliciesToUser", {"userUuid": bu, "policyUuids": [bp, p]}),
+        ("DetachPolicyFromUser", {"userUuid": u, "policyUuid": p}),
+        ("DetachPoliciesFromUser", {"userUuid": u, "policyUuids": [p]}),
+        ("AttachPolicyToUserGroup", {"groupUuid": bg, "policyUuid": p}),
+        ("DetachPolicyFromUserGroup", {"groupUuid": g, "policyUuid": p}),
+        ("CheckApiPermission", {"userUuid": u, "apiNames": ["QueryVmInstance"]}),
+        ("UpdateAccount", {"uuid": a["uuid"], "description": "x"}), ("GetAccountQuotaUsage", {"uuid": a["uuid"]}),
+        ("CreateAccount", {"name": unique("x"), "password": sha("x")}), ("DeleteAccount", {"uuid": a["uuid"]}),
+        ("UpdateQuota", {"identityUuid": b["uuid"], "name": "vm.num", "value": 100}),
+    ]
+    for transport in TRANSPORTS:
+        for api_name, params in cases:
+            e = refused("ID.1002", call, cb, transport, api_name, **params)
+            if transport == "rest":
+                assert e.status == 403, api_name
+    assert [x["uuid"] for x in ca.query("QueryUser", f"groupRef.groupUuid={g}", f"policyRef.policyUuid={p}")] == [u]
+    assert [x["uuid"] for x in ca.query("QueryUserGroup", f"policyRef.policyUuid={p}")] == [g]
+    user_client(mn, a["name"], ca.query("QueryUser")[0]["name"], "x")  # the password is unchanged
+    assert cb.query("QueryUser", f"uuid={u}") == [] and cb.query("QueryPolicy", f"uuid={p}") == []
+    for acc in (a, b):
+        api.call("DeleteAccount", uuid=acc["uuid"])

@@ -64,8 +64,9 @@ PARAM_TYPES: dict[tuple[str, str], str] = {
 """Resource types of parameters the catalogue leaves untyped."""
 NOT_CHECKED = frozenset({("ShareResource", "accountUuids"), ("RevokeResourceSharing", "accountUuids")})
 """Parameters naming resources the caller need not own nor see (the accounts it shares with)."""
-SELF_APIS = frozenset({"UpdateUser"})
-"""APIs a user may call on itself (uuid left out or its own) whatever its policies say."""
+SELF_APIS = {"UpdateUser": "uuid", "CheckApiPermission": "userUuid"}
+"""APIs a user may call on itself (the parameter naming the user left out, or its own uuid)
+whatever its policies say."""
 CATEGORY_ALIASES = {"vm": "instance", "l3": "l3Network", "l2": "l2Network", "ps": "primaryStorage",
                     "bs": "backupStorage"}
 
@@ -106,7 +107,8 @@ def authorize(ctx: ApiContext, spec: ApiSpec, msg: dict) -> None:
 
 
 def _on_itself(spec: ApiSpec, msg: dict, caller: Caller) -> bool:
-    return spec.name in SELF_APIS and msg.get("uuid") in (None, caller.user_uuid)
+    param = SELF_APIS.get(spec.name)
+    return param is not None and msg.get(param) in (None, caller.user_uuid)
 
 
 def _named_resources(spec: ApiSpec, msg: dict) -> Iterator[tuple[str, str, bool]]:
