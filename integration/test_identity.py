@@ -470,3 +470,132 @@ def test_no_account_touches_another_accounts_identities(api: ZStackClient, mn: A
     assert cb.query("QueryUser", f"uuid={u}") == [] and cb.query("QueryPolicy", f"uuid={p}") == []
     for acc in (a, b):
         api.call("DeleteAccount", uuid=acc["uuid"])
+
+
+# ---- zstack-cli: passwords asked for, never in the history ----------------------------------------
+
+def _cli(mn: Any) -> list[str]:
+    import sys
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    script = Path(sys.executable).parent / "zstack-cli"
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "mn.ops.cli"]
+    url = urlsplit(mn.url)
+    return [*base, "--json-compact", "-H", url.hostname, "-p", str(url.port)]
+
+
+def _cli_env(tmp_path: Any) -> dict[str, str]:
+    import os
+
+    e = {k: v for k, v in os.environ.items() if not k.startswith("ZSTACK_")}
+    e["HOME"] = str(tmp_path / "home")
+    e["TERM"] = "dumb"
+    return e
+
+
+def test_cli_asks_for_a_left_out_password(api: ZStackClient, mn: Any, tmp_path: Any) -> None:
+    """One command at a time, the password read from stdin (no terminal): LogInByAccount,
+    CreateUser (asked twice), LogInByUser; the sessions are the CLI's."""
+    import json
+    import subprocess
+
+    acc, _ = new_account(api, mn)
+    cli, env = _cli(mn), _cli_env(tmp_path)
+
+    def run(*args: str, stdin: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*cli, *args], input=stdin, env=env, capture_output=True, text=True, timeout=120)
+
+    r = run("LogInByAccount", f"accountName={acc['name']}", stdin="wrong\n")
+    assert r.returncode == 1 and "ID.1000" in r.stderr
+    r = run("LogInByAccount", f"accountName={acc['name']}", stdin="secret\n")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["inventory"]["accountUuid"] == acc["uuid"]
+    name = unique("u")
+    r = run("CreateUser", f"name={name}", stdin="userpw\nother\n")
+    assert r.returncode == 1 and "differ" in r.stderr
+    r = run("CreateUser", f"name={name}", stdin="userpw\nuserpw\n")
+    assert r.returncode == 0, r.stderr
+    user = json.loads(r.stdout)["inventory"]
+    assert user["accountUuid"] == acc["uuid"]
+    r = run("LogInByUser", f"accountName={acc['name']}", f"userName={name}", stdin="userpw\n")
+    assert r.returncode == 0, r.stderr
+    session = json.loads(r.stdout)["inventory"]
+    assert session["userType"] == "UserVO" and session["userUuid"] == user["uuid"]
+    r = run("QueryVmInstance", stdin="")  # the user's session, without a policy
+    assert r.returncode == 1 and "ID.1002" in r.stderr
+    r = run("LogInByUser", f"accountName={acc['name']}", f"userName={name}", stdin="")
+    assert r.returncode == 1 and "needs a password" in r.stderr
+    api.call("DeleteAccount", uuid=acc["uuid"])
+
+
+def test_cli_shell_keeps_no_password_in_its_history(api: ZStackClient, mn: Any, tmp_path: Any) -> None:
+    """The interactive shell on a terminal (a pty): a left-out password is asked for without echo;
+    no password reaches the history file, neither typed in a line nor left by an older history."""
+    import os
+    import select
+    import subprocess
+    import time
+
+    acc, _ = new_account(api, mn)
+    env = _cli_env(tmp_path)
+    history = tmp_path / "home" / ".zstack" / "cli" / "history"
+    history.parent.mkdir(parents=True)
+    history.write_text("QueryZone name=z1\nLogInByAccount accountName=admin password=oldsecret\n")
+    master, slave = os.openpty()
+    proc = subprocess.Popen(_cli(mn), stdin=slave, stdout=slave, stderr=slave, env=env,
+                            start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def expect(text: str, timeout: float = 60) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text.encode() not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {text!r} in {seen[-2000:]!r}"
+            if select.select([master], [], [], left)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    chunk = b""
+                assert chunk, f"the CLI ended before {text!r}: {seen[-2000:]!r}"
+                seen += chunk
+
+    def send(line: str) -> None:
+        os.write(master, line.encode() + b"\r")
+
+    try:
+        expect(">>> ")
+        send(f"LogInByAccount accountName={acc['name']}")
+        expect("LogInByAccount password: ")
+        send("secret")
+        expect(f"{acc['name']} >>> ")
+        name = unique("u")
+        send(f"CreateUser name={name}")
+        expect("CreateUser password: ")
+        send("hiddenpw1")
+        expect("Retype the password: ")
+        send("hiddenpw1")
+        expect(f'"name":"{name}"')
+        send(f"UpdateUser uuid={api.query('QueryUser', f'name={name}')[0]['uuid']} password=typedpw2 description=d")
+        expect('"description":"d"')
+        send(f"LogInByUser accountName={acc['name']} userName={name} password=typedpw2")
+        expect(f"{name} >>> ")
+        send("exit")
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    transcript = seen.decode(errors="replace")
+    assert "secret" not in transcript and "hiddenpw1" not in transcript  # no echo of asked passwords
+    lines = history.read_text().splitlines()
+    assert "QueryZone name=z1" in lines and "LogInByAccount accountName=admin" in lines
+    assert f"LogInByAccount accountName={acc['name']}" in lines and f"CreateUser name={name}" in lines
+    assert f"LogInByUser accountName={acc['name']} userName={name}" in lines
+    text = history.read_text()
+    for secret in ("oldsecret", "typedpw2", "hiddenpw1", "password="):
+        assert secret not in text, secret
+    assert oct(history.stat().st_mode & 0o777) == "0o600"
+    api.call("DeleteAccount", uuid=acc["uuid"])
