@@ -255,6 +255,10 @@ def test_change_owner_and_resource_account(api: ZStackClient, mn: Any, env: Env,
     refused("ID.1002", call, cb, transport, "GetResourceAccount", resourceUuids=[env.offering])
 
     refused("ID.1002", call, ca, transport, "ChangeResourceOwner", accountUuid=b["uuid"], resourceUuid=vm["uuid"])
+    api.call("UpdateQuota", identityUuid=b["uuid"], name="vm.num", value=0)  # the new owner's quota counts
+    refused("ID.1003", call, api, transport, "ChangeResourceOwner", accountUuid=b["uuid"], resourceUuid=vm["uuid"])
+    assert [r["accountUuid"] for r in api.query("QueryAccountResourceRef", f"resourceUuid={vm['uuid']}")] == [a["uuid"]]
+    api.call("UpdateQuota", identityUuid=b["uuid"], name="vm.num", value=1)
     ref = call(api, transport, "ChangeResourceOwner", accountUuid=b["uuid"], resourceUuid=vm["uuid"])["inventory"]
     assert ref["accountUuid"] == b["uuid"] and ref["resourceUuid"] == vm["uuid"] and ref["resourceType"] == "VmInstanceVO"
     refs = {r["resourceUuid"]: r["accountUuid"] for r in api.query("QueryAccountResourceRef", f"accountUuid={b['uuid']}")}
@@ -372,6 +376,7 @@ def test_policies(api: ZStackClient, mn: Any, env: Env, transport: str) -> None:
                 statements=[{"name": "r", "effect": "Allow", "actions": ["instance:read"]}])["inventory"]
     assert read["statements"] == [{"name": "r", "effect": "Allow", "actions": ["instance:read"]}]
     assert read["accountUuid"] == a["uuid"] and set(read) == {"statements", "name", "uuid", "accountUuid"}
+    assert ca.query("QueryPolicy", f"uuid={read['uuid']}") == [read]
     refused("SYS.1007", call, ca, transport, "CreatePolicy", name=read["name"],
             statements=[{"effect": "Allow", "actions": ["*"]}])
     by_name = ca.call("CreatePolicy", name=unique("q"),

@@ -24,7 +24,7 @@ from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade, dependent
 from mn.context import ApiContext
 from mn.db.base import utcnow
-from mn.errors import invalid
+from mn.errors import QUOTA_EXCEEDING, ApiError, invalid
 from mn.inventory import to_inventories, to_inventory
 from mn.models import (
     Account,
@@ -241,13 +241,29 @@ def change_resource_owner(ctx: ApiContext, msg: Msg) -> dict:
         if ref.resourceType == "VmInstanceVO":
             moved += s.scalars(select(Volume.uuid).where(Volume.vmInstanceUuid == ref.resourceUuid)).all()
         if old != msg.accountUuid:
+            new = s.get(Account, msg.accountUuid)
+            admin = new is not None and new.type == "SystemAdmin"
+            if not admin:  # the new owner's quotas, counted before and after the move
+                s.execute(select(Account.uuid).where(Account.uuid == msg.accountUuid).with_for_update()).first()
+                before = {q.name: q.usage(s, msg.accountUuid) for q in quota.QUOTAS.values()}
             s.execute(update(AccountResourceRef).where(AccountResourceRef.resourceUuid.in_(moved),
                                                        AccountResourceRef.accountUuid == old)
                       .values(accountUuid=msg.accountUuid, lastOpDate=utcnow()))
             s.execute(delete(SharedResource).where(SharedResource.resourceUuid.in_(moved),
                                                    SharedResource.ownerAccountUuid == old))
+            if not admin:
+                _check_quotas_after_move(s, msg.accountUuid, before)
         s.expire_all()
         return {"inventory": to_inventory(s, s.get(AccountResourceRef, msg.resourceUuid))}
+
+
+def _check_quotas_after_move(s: Session, account: str, before: dict[str, int]) -> None:
+    """ID.1003 (the transaction rolls back) when the move took the account over a quota it grew."""
+    for q in quota.QUOTAS.values():
+        used, cap = q.usage(s, account), quota.limit(s, account, q.name)
+        if used > before[q.name] and used > cap:
+            raise ApiError(QUOTA_EXCEEDING, f"quota exceeding: the account[uuid:{account}] would use {used} of "
+                           f"its {q.name} quota {cap} as the owner of these resources", http_status=400)
 
 
 @apis.handler("GetResourceAccount")
