@@ -214,7 +214,7 @@ def test_share_and_revoke(api: ZStackClient, mn: Any, env: Env, transport: str) 
     # A receiver cannot share on what it does not own.
     refused("ID.1002", call, cb, transport, "ShareResource", resourceUuids=[env.image], accountUuids=[a["uuid"]])
     refused("SYS.1007", call, api, transport, "ShareResource", resourceUuids=[env.image])
-    refused("SYS.1007", call, api, transport, "ShareResource", resourceUuids=[env.zone], toPublic=True)
+    refused("SYS.1003", call, api, transport, "ShareResource", resourceUuids=[env.zone], toPublic=True)
     refused("SYS.1003", call, api, transport, "ShareResource", resourceUuids=[env.image], accountUuids=["0" * 32])
 
     # A normal account shares what it owns with another account, then with everyone.
@@ -267,7 +267,7 @@ def test_change_owner_and_resource_account(api: ZStackClient, mn: Any, env: Env,
     assert ca.query("QueryVmInstance", f"uuid={vm['uuid']}") == []
     assert [v["uuid"] for v in cb.query("QueryVmInstance", f"uuid={vm['uuid']}")] == [vm["uuid"]]
     assert sorted(v["uuid"] for v in cb.query("QueryVolume", f"vmInstanceUuid={vm['uuid']}")) == sorted(vols)
-    refused("SYS.1007", call, api, transport, "ChangeResourceOwner", accountUuid=b["uuid"], resourceUuid=env.zone)
+    refused("SYS.1003", call, api, transport, "ChangeResourceOwner", accountUuid=b["uuid"], resourceUuid=env.zone)
     for acc in (a, b):
         api.call("DeleteAccount", uuid=acc["uuid"])
 

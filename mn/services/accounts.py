@@ -24,7 +24,7 @@ from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade, dependent
 from mn.context import ApiContext
 from mn.db.base import utcnow
-from mn.errors import QUOTA_EXCEEDING, ApiError, invalid
+from mn.errors import QUOTA_EXCEEDING, RESOURCE_NOT_FOUND, ApiError, invalid
 from mn.inventory import to_inventories, to_inventory
 from mn.models import (
     Account,
@@ -63,7 +63,7 @@ def check_name_free(s: Session, model: type, name: str, what: str, account: str 
         q = q.where(model.uuid != except_uuid)
     if s.scalar(q.limit(1)) is not None:
         scope = "" if account is None else f" in the account[uuid:{account}]"
-        raise invalid(f"there is already a {what} called {name!r}{scope}")
+        raise invalid(f"there is already {'an' if what[0] in 'aeiou' else 'a'} {what} called {name!r}{scope}")
 
 
 def set_password(row: Any, client_hash: str) -> None:
@@ -83,8 +83,6 @@ def _check_create(ctx: ApiContext, msg: Msg) -> None:
     new_resource_uuid(msg)
     if (msg.get("type") or "Normal") not in ACCOUNT_TYPES:
         raise invalid(f"parameter 'type' of CreateAccount must be one of {list(ACCOUNT_TYPES)}")
-    if not msg.password:
-        raise invalid("parameter 'password' of CreateAccount must not be empty")
     with ctx.db.ro() as s:
         check_name_free(s, Account, msg.name, "account")
 
@@ -111,12 +109,10 @@ def _check_update(ctx: ApiContext, msg: Msg) -> None:
         acc = get_or_404(s, Account, msg.uuid)
         if msg.get("name") is not None:
             check_name_free(s, Account, msg.name, "account", except_uuid=acc.uuid)
-        if msg.get("password") is not None:
-            if not msg.password:
-                raise invalid("parameter 'password' of UpdateAccount must not be empty")
-            if not ctx.caller.admin and not password_matches(acc, msg.get("oldPassword")):
-                raise denied(f"the account[uuid:{acc.uuid}] may change its password only with its current "
-                             "one: oldPassword is missing or wrong")
+        if msg.get("password") is not None and not ctx.caller.admin \
+                and not password_matches(acc, msg.get("oldPassword")):
+            raise denied(f"the account[uuid:{acc.uuid}] may change its password only with its current "
+                         "one: oldPassword is missing or wrong")
 
 
 @apis.handler("UpdateAccount", check=_check_update, sync_key=_key)
@@ -226,8 +222,8 @@ def _check_change_owner(ctx: ApiContext, msg: Msg) -> None:
     with ctx.db.ro() as s:
         get_or_404(s, Account, msg.accountUuid)
         if s.get(AccountResourceRef, msg.resourceUuid) is None:
-            raise invalid(f"the resource[uuid:{msg.resourceUuid}] has no owner record: it does not exist or is "
-                          "not of a type accounts own")
+            raise ApiError(RESOURCE_NOT_FOUND, f"the resource[uuid:{msg.resourceUuid}] is not found among the "
+                           "resources accounts own (it does not exist, or is of a type nobody owns)", http_status=404)
 
 
 @apis.handler("ChangeResourceOwner", check=_check_change_owner, sync_key=key_of("resourceUuid", "owner"))

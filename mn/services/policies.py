@@ -96,7 +96,8 @@ def delete_policy(ctx: ApiContext, msg: Msg) -> dict:
 # ---- attachments --------------------------------------------------------------------------------
 
 def _policies(msg: Msg) -> list[str]:
-    return list(dict.fromkeys(msg.get("policyUuids") or [msg.policyUuid]))
+    uuids = msg.get("policyUuids")
+    return list(dict.fromkeys(uuids if uuids is not None else [msg.policyUuid]))
 
 
 def _check_user_policies(ctx: ApiContext, msg: Msg) -> None:
@@ -168,7 +169,8 @@ def check_api_permission(ctx: ApiContext, msg: Msg) -> dict:
     for name in msg.apiNames:
         spec = catalog.api(name)
         if spec is None:
-            raise invalid(f"parameter 'apiNames' of CheckApiPermission: no API named {name!r}")
+            raise invalid(f"parameter 'apiNames' of CheckApiPermission: {name!r} is not an API of this management "
+                          "node")
         specs[name] = spec
     with ctx.db.ro() as s:
         caller = ctx.caller

@@ -32,8 +32,6 @@ def _user_key(msg: Msg) -> str:
 
 def _check_create_user(ctx: ApiContext, msg: Msg) -> None:
     new_resource_uuid(msg)
-    if not msg.password:
-        raise invalid("parameter 'password' of CreateUser must not be empty")
     with ctx.db.ro() as s:
         check_name_free(s, User, msg.name, "user", account=ctx.account_uuid)
 
@@ -63,12 +61,10 @@ def _check_update_user(ctx: ApiContext, msg: Msg) -> None:
         user = get_or_404(s, User, uuid)
         if msg.get("name") is not None:
             check_name_free(s, User, msg.name, "user", account=user.accountUuid, except_uuid=uuid)
-        if msg.get("password") is not None:
-            if not msg.password:
-                raise invalid("parameter 'password' of UpdateUser must not be empty")
-            if ctx.caller.user_uuid == uuid and not password_matches(user, msg.get("oldPassword")):
-                raise denied(f"the user[uuid:{uuid}] may change its password only with its current one: "
-                             "oldPassword is missing or wrong")
+        if msg.get("password") is not None and ctx.caller.user_uuid == uuid \
+                and not password_matches(user, msg.get("oldPassword")):
+            raise denied(f"the user[uuid:{uuid}] may change its password only with its current one: "
+                         "oldPassword is missing or wrong")
 
 
 @apis.handler("UpdateUser", check=_check_update_user, sync_key=lambda msg: f"user-{msg.get('uuid')}")
