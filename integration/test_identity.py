@@ -150,11 +150,16 @@ def test_delete_account_deletes_what_it_owns(api: ZStackClient, mn: Any, env: En
     vip = c.call("CreateVip", name=unique("vip"), l3NetworkUuid=env.extra["pub_l3"])["inventory"]
     eip = c.call("CreateEip", name=unique("eip"), vipUuid=vip["uuid"],
                  vmNicUuid=vm["vmNics"][0]["uuid"])["inventory"]
+    img = c.call("AddImage", name=unique("img"), url=f"http://images.test/{unique('t')}.qcow2?size={GB}",
+                 backupStorageUuids=[env.bs], format="qcow2")["inventory"]
+    l3 = c.call("CreateL3Network", name=unique("l3"), l2NetworkUuid=env.l2)["inventory"]
+    c.call("AddIpRange", l3NetworkUuid=l3["uuid"], name=unique("r"), startIp="10.250.0.10", endIp="10.250.0.20",
+           netmask="255.255.255.0", gateway="10.250.0.1")
     user = c.call("CreateUser", name=unique("u"), password=sha("p"))["inventory"]
     policy = c.call("CreatePolicy", name=unique("p"), statements=[{"effect": "Allow", "actions": ["*"]}])["inventory"]
     c.call("AttachPolicyToUser", userUuid=user["uuid"], policyUuid=policy["uuid"])
     c.call("ShareResource", resourceUuids=[off["uuid"]], toPublic=True)
-    owned = [vm["uuid"], vol["uuid"], off["uuid"], vip["uuid"], eip["uuid"]] + [
+    owned = [vm["uuid"], vol["uuid"], off["uuid"], vip["uuid"], eip["uuid"], img["uuid"], l3["uuid"]] + [
         v["uuid"] for v in vm["allVolumes"]]
     refs = api.query("QueryAccountResourceRef", f"accountUuid={acc['uuid']}")
     assert set(owned) <= {r["resourceUuid"] for r in refs}
@@ -164,9 +169,11 @@ def test_delete_account_deletes_what_it_owns(api: ZStackClient, mn: Any, env: En
     api.call("DeleteAccount", uuid=acc["uuid"])
     for query, uuid in (("QueryVmInstance", vm["uuid"]), ("QueryVolume", vol["uuid"]),
                         ("QueryInstanceOffering", off["uuid"]), ("QueryVip", vip["uuid"]), ("QueryEip", eip["uuid"]),
-                        ("QueryUser", user["uuid"]), ("QueryPolicy", policy["uuid"])):
+                        ("QueryUser", user["uuid"]), ("QueryPolicy", policy["uuid"]), ("QueryImage", img["uuid"]),
+                        ("QueryL3Network", l3["uuid"])):
         assert api.query(query, f"uuid={uuid}") == [], query
     assert api.query("QueryVolume", f"vmInstanceUuid={vm['uuid']}") == []
+    assert api.query("QueryIpRange", f"l3NetworkUuid={l3['uuid']}") == []
     assert api.query("QueryAccountResourceRef", f"accountUuid={acc['uuid']}") == []
     assert api.query("QuerySharedResource", f"ownerAccountUuid={acc['uuid']}") == []
     assert api.query("QuerySharedResource", f"receiverAccountUuid={acc['uuid']}") == []
@@ -332,6 +339,14 @@ def test_users_and_groups(api: ZStackClient, mn: Any, transport: str) -> None:
     for _ in range(2):
         call(ca, transport, "AddUserToGroup", userUuid=u["uuid"], groupUuid=g["uuid"])
     assert [x["uuid"] for x in ca.query("QueryUser", f"groupRef.groupUuid={g['uuid']}")] == [u["uuid"]]
+    # The identity queries answer through expansions, each account its own rows only.
+    assert [x["uuid"] for x in ca.query("QueryAccount", f"user.name={name}")] == [a["uuid"]]
+    assert sorted(x["uuid"] for x in api.query("QueryAccount", f"user.name={name}")) == sorted([a["uuid"], b["uuid"]])
+    assert [x["uuid"] for x in ca.query("QueryUserGroup", f"userRef.userUuid={u['uuid']}")] == [g["uuid"]]
+    assert [x["uuid"] for x in ca.query("QueryUser", f"account.name={a['name']}")] == [u["uuid"]]
+    assert cb.query("QueryUser", f"account.name={a['name']}") == []
+    assert cb.query("QueryAccount", f"uuid={a['uuid']}") == []
+    assert ca.call("QueryUser", conditions=[], count=True)["total"] == 1
     bg = cb.call("CreateUserGroup", name=unique("g"))["inventory"]
     refused("ID.1002", call, cb, transport, "AddUserToGroup", userUuid=u["uuid"], groupUuid=bg["uuid"])
     refused("ID.1002", call, cb, transport, "UpdateUserGroup", uuid=g["uuid"], name="mine")
