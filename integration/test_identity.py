@@ -619,3 +619,19 @@ def test_cli_shell_keeps_no_password_in_its_history(api: ZStackClient, mn: Any, 
         assert secret not in text, secret
     assert oct(history.stat().st_mode & 0o777) == "0o600"
     api.call("DeleteAccount", uuid=acc["uuid"])
+
+
+def test_a_user_of_admin_is_held_to_its_policies(api: ZStackClient, mn: Any) -> None:
+    name = unique("ops")
+    u = api.call("CreateUser", name=name, password=sha("pw"))["inventory"]
+    p = api.call("CreatePolicy", name=unique("zone-reads"),
+                 statements=[{"effect": "Allow", "actions": ["zone:read"]}])["inventory"]
+    api.call("AttachPolicyToUser", userUuid=u["uuid"], policyUuid=p["uuid"])
+    cu = user_client(mn, "admin", name, "pw")
+    cu.query("QueryZone")
+    refused("ID.1002", cu.call, "CreateZone", name=unique("z"))
+    refused("ID.1002", cu.call, "CreateAccount", name=unique("a"), password=sha("x"))
+    assert cu.call("CheckApiPermission", apiNames=["QueryZone", "CreateZone"])["inventory"] == {
+        "QueryZone": "Allow", "CreateZone": "Deny"}
+    api.call("DeleteUser", uuid=u["uuid"])
+    api.call("DeletePolicy", uuid=p["uuid"])
