@@ -56,7 +56,7 @@ def _target_user(ctx: ApiContext, msg: Msg) -> str:
 
 
 def _check_update_user(ctx: ApiContext, msg: Msg) -> None:
-    uuid = _target_user(ctx, msg)
+    uuid = msg["uuid"] = _target_user(ctx, msg)  # a user's own: named, for its sync key
     with ctx.db.ro() as s:
         user = get_or_404(s, User, uuid)
         if msg.get("name") is not None:
@@ -67,7 +67,7 @@ def _check_update_user(ctx: ApiContext, msg: Msg) -> None:
                          "oldPassword is missing or wrong")
 
 
-@apis.handler("UpdateUser", check=_check_update_user, sync_key=lambda msg: f"user-{msg.get('uuid')}")
+@apis.handler("UpdateUser", check=_check_update_user, sync_key=_user_key)
 def update_user(ctx: ApiContext, msg: Msg) -> dict:
     _check_update_user(ctx, msg)
     with ctx.db.tx() as s:
