@@ -635,3 +635,36 @@ def test_a_user_of_admin_is_held_to_its_policies(api: ZStackClient, mn: Any) -> 
         "QueryZone": "Allow", "CreateZone": "Deny"}
     api.call("DeleteUser", uuid=u["uuid"])
     api.call("DeletePolicy", uuid=p["uuid"])
+
+
+def test_unique_names_hold_across_mn_processes(mn_proc: Any) -> None:
+    """Concurrent CreateAccount (and CreateUser) calls of one name, spread over two MN processes:
+    exactly one of each succeeds, the others are SYS.1007."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spawn, _, _ = mn_proc
+    url = spawn(processes=2)
+    admin = ZStackClient(url)
+    admin.login()
+    name = unique("acc")
+
+    def create(api_name: str, client_session: str, **params: Any) -> str:
+        c = ZStackClient(url, client_session)
+        try:
+            c.call(api_name, **params)
+            return "ok"
+        except ClientError as exc:
+            return exc.code or "?"
+
+    with ThreadPoolExecutor(12) as pool:
+        got = list(pool.map(lambda _: create("CreateAccount", admin.session, name=name, password=sha("x")),
+                            range(12)))
+    assert sorted(got) == sorted(["ok"] + ["SYS.1007"] * 11), got
+    assert len(admin.query("QueryAccount", f"name={name}")) == 1
+    acc = ZStackClient(url)
+    acc.login(name, "x")
+    user = unique("u")
+    with ThreadPoolExecutor(12) as pool:
+        got = list(pool.map(lambda _: create("CreateUser", acc.session, name=user, password=sha("x")), range(12)))
+    assert sorted(got) == sorted(["ok"] + ["SYS.1007"] * 11), got
+    assert len(acc.query("QueryUser", f"name={user}")) == 1

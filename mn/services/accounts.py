@@ -54,8 +54,12 @@ def _key(msg: Msg) -> str:
 
 
 def check_name_free(s: Session, model: type, name: str, what: str, account: str | None = None,
-                    except_uuid: str | None = None) -> None:
-    """SYS.1007 when another row of `model` (of `account`, if given) is called `name`."""
+                    except_uuid: str | None = None, lock: bool = False) -> None:
+    """SYS.1007 when another row of `model` (of `account`, if given) is called `name`. With `lock`
+    (in the writing transaction), the account's row (admin's, for account names) is locked first,
+    so that two transactions naming rows alike, in any MN process, check one after the other."""
+    if lock:
+        s.execute(select(Account.uuid).where(Account.uuid == (account or ADMIN_UUID)).with_for_update()).first()
     q = select(model.uuid).where(model.name == name)
     if account is not None:
         q = q.where(model.accountUuid == account)
@@ -91,7 +95,7 @@ def _check_create(ctx: ApiContext, msg: Msg) -> None:
 def create_account(ctx: ApiContext, msg: Msg) -> dict:
     uuid = new_resource_uuid(msg)
     with ctx.db.tx() as s:
-        check_name_free(s, Account, msg.name, "account")
+        check_name_free(s, Account, msg.name, "account", lock=True)
         acc = Account(uuid=uuid, name=msg.name, description=msg.get("description"), type=msg.get("type") or "Normal")
         set_password(acc, msg.password)
         s.add(acc)
@@ -119,6 +123,8 @@ def _check_update(ctx: ApiContext, msg: Msg) -> None:
 def update_account(ctx: ApiContext, msg: Msg) -> dict:
     _check_update(ctx, msg)
     with ctx.db.tx() as s:
+        if msg.get("name") is not None:
+            check_name_free(s, Account, msg.name, "account", except_uuid=msg.uuid, lock=True)
         acc = get_or_404(s, Account, msg.uuid)
         for f in ("name", "description"):
             if msg.get(f) is not None:

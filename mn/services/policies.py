@@ -71,7 +71,7 @@ def create_policy(ctx: ApiContext, msg: Msg) -> dict:
     uuid = new_resource_uuid(msg)
     statements = validate_statements(msg.statements)
     with ctx.db.tx() as s:
-        check_name_free(s, Policy, msg.name, "policy", account=ctx.account_uuid)
+        check_name_free(s, Policy, msg.name, "policy", account=ctx.account_uuid, lock=True)
         p = Policy(uuid=uuid, name=msg.name, description=msg.get("description"), accountUuid=ctx.account_uuid,
                    statementsJson=json.dumps(statements))
         s.add(p)

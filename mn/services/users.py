@@ -40,7 +40,7 @@ def _check_create_user(ctx: ApiContext, msg: Msg) -> None:
 def create_user(ctx: ApiContext, msg: Msg) -> dict:
     uuid = new_resource_uuid(msg)
     with ctx.db.tx() as s:
-        check_name_free(s, User, msg.name, "user", account=ctx.account_uuid)
+        check_name_free(s, User, msg.name, "user", account=ctx.account_uuid, lock=True)
         user = User(uuid=uuid, name=msg.name, description=msg.get("description"), accountUuid=ctx.account_uuid)
         set_password(user, msg.password)
         s.add(user)
@@ -72,6 +72,8 @@ def update_user(ctx: ApiContext, msg: Msg) -> dict:
     _check_update_user(ctx, msg)
     with ctx.db.tx() as s:
         user = get_or_404(s, User, _target_user(ctx, msg))
+        if msg.get("name") is not None:
+            check_name_free(s, User, msg.name, "user", account=user.accountUuid, except_uuid=user.uuid, lock=True)
         for f in ("name", "description"):
             if msg.get(f) is not None:
                 setattr(user, f, msg[f])
@@ -112,7 +114,7 @@ def _check_create_group(ctx: ApiContext, msg: Msg) -> None:
 def create_group(ctx: ApiContext, msg: Msg) -> dict:
     uuid = new_resource_uuid(msg)
     with ctx.db.tx() as s:
-        check_name_free(s, UserGroup, msg.name, "user group", account=ctx.account_uuid)
+        check_name_free(s, UserGroup, msg.name, "user group", account=ctx.account_uuid, lock=True)
         group = UserGroup(uuid=uuid, name=msg.name, description=msg.get("description"),
                           accountUuid=ctx.account_uuid)
         s.add(group)
@@ -131,6 +133,9 @@ def _check_update_group(ctx: ApiContext, msg: Msg) -> None:
 def update_group(ctx: ApiContext, msg: Msg) -> dict:
     with ctx.db.tx() as s:
         group = get_or_404(s, UserGroup, msg.uuid)
+        if msg.get("name") is not None:
+            check_name_free(s, UserGroup, msg.name, "user group", account=group.accountUuid, except_uuid=group.uuid,
+                            lock=True)
         for f in ("name", "description"):
             if msg.get(f) is not None:
                 setattr(group, f, msg[f])
