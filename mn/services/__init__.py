@@ -13,6 +13,7 @@ import importlib
 MODULES = [
     "identity", "management", "tag", "globalconfig_api", "zone", "cluster", "host", "host_tracker",
     "primary_storage", "backup_storage", "image", "offering", "l2", "l3", "vm", "volume", "capacity", "gc",
+    "accounts", "users", "policies", "sharing", "quotas",
 ]
 
 

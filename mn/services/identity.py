@@ -1,4 +1,4 @@
-"""Accounts and sessions: LogInByAccount, LogOut, ValidateSession, QueryAccount.
+"""Sessions: LogInByAccount, LogInByUser, LogOut, ValidateSession, RenewSession.
 
 The client sends the password as SHA-512 hex (as ZStack clients do); the MN stores a salted
 PBKDF2 of that. Sessions live in the database only: every call reads its session row (a
@@ -12,16 +12,17 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from typing import Any
 
 from sqlalchemy import bindparam, delete, select
 
 from mn.api.registry import Msg, apis
 from mn.context import ADMIN_ACCOUNT_UUID, ApiContext, Caller, Services
 from mn.db.base import new_uuid, utcnow
-from mn.errors import AUTHENTICATION_ERROR, INVALID_SESSION, ApiError
+from mn.errors import AUTHENTICATION_ERROR, INVALID_ARGUMENT, INVALID_SESSION, ApiError
 from mn.globalconfig import SESSION_TIMEOUT
 from mn.inventory import to_inventory
-from mn.models import Account, Session
+from mn.models import Account, Session, User
 
 ADMIN_UUID = ADMIN_ACCOUNT_UUID
 ADMIN_NAME = "admin"
@@ -76,12 +77,33 @@ def log_in(ctx: ApiContext, msg: Msg) -> dict:
         acc = s.scalar(select(Account).where(Account.name == msg.accountName))
         if acc is None or not hmac.compare_digest(acc.passwordHash, hash_password(msg.password, acc.passwordSalt)):
             raise ApiError(AUTHENTICATION_ERROR, "wrong account name or password", http_status=401)
-        timeout = ctx.gconf.get(SESSION_TIMEOUT)
-        row = Session(uuid=new_uuid(), accountUuid=acc.uuid, userUuid=acc.uuid, userType="AccountVO",
-                      expiredDate=utcnow() + dt.timedelta(seconds=timeout), createDate=utcnow())
-        s.add(row)
-        s.flush()
-        return {"inventory": to_inventory(s, row)}
+        return _new_session(ctx, s, acc.uuid, acc.uuid, "AccountVO")
+
+
+def _new_session(ctx: ApiContext, s: Any, account_uuid: str, user_uuid: str, user_type: str) -> dict:
+    timeout = ctx.gconf.get(SESSION_TIMEOUT)
+    row = Session(uuid=new_uuid(), accountUuid=account_uuid, userUuid=user_uuid, userType=user_type,
+                  expiredDate=utcnow() + dt.timedelta(seconds=timeout), createDate=utcnow())
+    s.add(row)
+    s.flush()
+    return {"inventory": to_inventory(s, row)}
+
+
+@apis.handler("LogInByUser")
+def log_in_by_user(ctx: ApiContext, msg: Msg) -> dict:
+    """A user's session (userType UserVO): its account by accountUuid or accountName."""
+    if not msg.get("accountUuid") and not msg.get("accountName"):
+        raise ApiError(INVALID_ARGUMENT, "LogInByUser needs accountUuid or accountName", http_status=400)
+    with ctx.db.tx() as s:
+        q = select(User).join(Account, Account.uuid == User.accountUuid).where(User.name == msg.userName)
+        if msg.get("accountUuid"):
+            q = q.where(Account.uuid == msg.accountUuid)
+        if msg.get("accountName"):
+            q = q.where(Account.name == msg.accountName)
+        user = s.scalar(q)
+        if user is None or not hmac.compare_digest(user.passwordHash, hash_password(msg.password, user.passwordSalt)):
+            raise ApiError(AUTHENTICATION_ERROR, "wrong account, user name or password", http_status=401)
+        return _new_session(ctx, s, user.accountUuid, user.uuid, "UserVO")
 
 
 @apis.handler("LogOut")

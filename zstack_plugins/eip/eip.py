@@ -27,7 +27,8 @@ from mn.context import ApiContext
 from mn.errors import VM_STATE_ERROR, ApiError, invalid
 from mn.flow import Flow, Step, register_flow
 from mn.inventory import to_inventories, to_inventory
-from mn.models import L3Network, VmInstance, VmNic
+from mn.models import Account, L3Network, VmInstance, VmNic
+from mn.services.accounts import owned_of_type
 from mn.services.common import (
     STATE_EVENTS,
     add_tags,
@@ -393,3 +394,4 @@ def _detach_for_nic(ctx: ApiContext, eip_uuid: str, mode: str) -> None:
 
 dependent(Vip, "EipVO", _eip_of_vip, delete_eip)
 dependent(VmNic, "EipVO", _eips_of_nic, _detach_for_nic)
+dependent(Account, "EipVO", owned_of_type("EipVO"), delete_eip)

@@ -19,7 +19,8 @@ from mn.context import ApiContext
 from mn.errors import IP_ALLOCATION_FAILURE, ApiError, invalid
 from mn.inventory import Collection, register_collections, to_inventory
 from mn.iputil import int_to_ip, parse_ipv4
-from mn.models import IpRange, L3Network, UsedIp
+from mn.models import Account, IpRange, L3Network, UsedIp
+from mn.services.accounts import owned_of_type
 from mn.services.common import (
     STATE_EVENTS,
     add_tags,
@@ -170,3 +171,4 @@ def _vips_in_range(s: Session, range_uuid: str) -> list[str]:
 
 dependent(L3Network, "VipVO", _vips_on_l3, delete_vip)
 dependent(IpRange, "VipVO", _vips_in_range, delete_vip)
+dependent(Account, "VipVO", owned_of_type("VipVO"), delete_vip)
