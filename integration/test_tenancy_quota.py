@@ -16,6 +16,20 @@ QUOTA, CALLS = 10, 50
 
 
 def test_concurrent_creations_never_exceed_the_vm_quota(api, mn):
+    race(api, mn.url)
+
+
+def test_concurrent_creations_across_mn_processes_never_exceed_the_vm_quota(mn_proc):
+    """The same through two MN processes sharing the API port: their writes are not serialized by
+    one process's group commit, so only the account-row lock (FOR UPDATE) keeps the count exact."""
+    spawn, _, _ = mn_proc
+    url = spawn(processes=2)
+    api = ZStackClient(url)
+    api.login()
+    race(api, url)
+
+
+def race(api: ZStackClient, url: str) -> None:
     env = build_env(api, hosts=2, cpu=64, memory=256 * GB)
     # One VM first, so the image is cached on the primary storage before the snapshot.
     warm = api.call("CreateVmInstance", name=unique("warm"), instanceOfferingUuid=env.offering,
@@ -24,11 +38,11 @@ def test_concurrent_creations_never_exceed_the_vm_quota(api, mn):
     acc = api.call("CreateAccount", name=name, password=sha("secret"))["inventory"]["uuid"]
     api.call("UpdateQuota", identityUuid=acc, name="vm.num", value=QUOTA)
     api.call("ShareResource", resourceUuids=[env.image, env.l3, env.offering], accountUuids=[acc])
-    session = ZStackClient(mn.url).login(name, "secret")
+    session = ZStackClient(url).login(name, "secret")
     before = snapshot(api, env)
 
     def create(i: int) -> dict | str:
-        c = ZStackClient(mn.url, session_uuid=session)
+        c = ZStackClient(url, session_uuid=session)
         try:
             return c.call("CreateVmInstance", name=f"{name}-{i}", instanceOfferingUuid=env.offering,
                           imageUuid=env.image, l3NetworkUuids=[env.l3])["inventory"]
@@ -42,7 +56,7 @@ def test_concurrent_creations_never_exceed_the_vm_quota(api, mn):
     assert len(made) == QUOTA, errors
     assert errors == ["ID.1003"] * (CALLS - QUOTA)
 
-    c = ZStackClient(mn.url, session_uuid=session)
+    c = ZStackClient(url, session_uuid=session)
     usage = {u["name"]: u for u in c.call("GetAccountQuotaUsage", uuid=acc)["usages"]}
     assert usage["vm.num"]["used"] == QUOTA and usage["vm.num"]["total"] == QUOTA
     mine = {v["uuid"] for v in made}
