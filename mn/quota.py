@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, literal, select, true
 
 from mn import models as m
 from mn import ownership
@@ -30,6 +30,27 @@ class QuotaDef:
     name: str
     default: int
     usage: Usage
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A usage counted from one model's rows (counted()): check() sums several of one model in
+    one query."""
+
+    model: type
+    amount: Any
+    where: tuple[Any, ...]
+
+    def term(self) -> Any:
+        """This usage as a column of an aggregate over the account's rows of `model`."""
+        value = literal(1) if self.amount is None else self.amount
+        return func.coalesce(func.sum(case((and_(true(), *self.where), value), else_=0)), 0)
+
+    def __call__(self, conn: Any, account: str) -> int:
+        what = func.count() if self.amount is None else func.coalesce(func.sum(self.amount), 0)
+        stmt = (select(what).select_from(self.model)
+                .where(self.model.uuid.in_(ownership.owned_uuids(account)), *self.where))
+        return int(conn.execute(stmt).scalar() or 0)
 
 
 QUOTAS: dict[str, QuotaDef] = {}
@@ -48,13 +69,7 @@ def define(name: str, default: int, usage: Usage) -> QuotaDef:
 
 def counted(model: type, amount: Any = None, *where: Any) -> Usage:
     """Usage: the count (or sum of `amount`) of the account's rows of `model` matching `where`."""
-
-    def usage(conn: Any, account: str) -> int:
-        what = func.count() if amount is None else func.coalesce(func.sum(amount), 0)
-        stmt = select(what).select_from(model).where(model.uuid.in_(ownership.owned_uuids(account)), *where)
-        return int(conn.execute(stmt).scalar() or 0)
-
-    return usage
+    return Counted(model, amount, where)
 
 
 def limit(conn: Any, account: str, name: str) -> int:
@@ -73,16 +88,36 @@ def check(conn: Any, caller: Caller, wants: Mapping[str, int]) -> None:
     the transaction that then inserts the rows, before inserting them."""
     if caller.admin or not any(wants.values()):
         return
-    conn.execute(select(m.Account.uuid).where(m.Account.uuid == caller.account_uuid).with_for_update()).first()
-    for name, amount in wants.items():
-        if not amount:
-            continue
-        cap = limit(conn, caller.account_uuid, name)
-        used = QUOTAS[name].usage(conn, caller.account_uuid)
-        if used + amount > cap:
+    account = caller.account_uuid
+    conn.execute(select(m.Account.uuid).where(m.Account.uuid == account).with_for_update()).first()
+    names = [n for n, amount in wants.items() if amount]
+    rows = conn.execute(select(m.Quota.name, m.Quota.value).where(m.Quota.identityUuid == account,
+                                                                   m.Quota.name.in_(names))).all()
+    caps = {n: QUOTAS[n].default for n in names} | {n: int(v) for n, v in rows}
+    used = _used(conn, account, names)
+    for name in names:
+        amount, cap = wants[name], caps[name]
+        if used[name] + amount > cap:
             raise ApiError(QUOTA_EXCEEDING, f"quota exceeding: the account[uuid:{caller.account_uuid}] "
-                           f"uses {used} of its {name} quota {cap}, and the request needs {amount} more",
+                           f"uses {used[name]} of its {name} quota {cap}, and the request needs {amount} more",
                            http_status=400)
+
+
+def _used(conn: Any, account: str, names: list[str]) -> dict[str, int]:
+    """The usages of `names`: one aggregate query per model for those counted(), else each alone."""
+    out: dict[str, int] = {}
+    by_model: dict[type, list[str]] = {}
+    for n in names:
+        u = QUOTAS[n].usage
+        if isinstance(u, Counted):
+            by_model.setdefault(u.model, []).append(n)
+        else:
+            out[n] = u(conn, account)
+    for model, group in by_model.items():
+        terms = [QUOTAS[n].usage.term() for n in group]  # type: ignore[attr-defined]
+        stmt = select(*terms).select_from(model).where(model.uuid.in_(ownership.owned_uuids(account)))
+        out.update({n: int(v or 0) for n, v in zip(group, conn.execute(stmt).one(), strict=True)})
+    return out
 
 
 _VM_LIVE = m.VmInstance.state != "Destroyed"
