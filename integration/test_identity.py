@@ -150,11 +150,16 @@ def test_delete_account_deletes_what_it_owns(api: ZStackClient, mn: Any, env: En
     vip = c.call("CreateVip", name=unique("vip"), l3NetworkUuid=env.extra["pub_l3"])["inventory"]
     eip = c.call("CreateEip", name=unique("eip"), vipUuid=vip["uuid"],
                  vmNicUuid=vm["vmNics"][0]["uuid"])["inventory"]
+    img = c.call("AddImage", name=unique("img"), url=f"http://images.test/{unique('t')}.qcow2?size={GB}",
+                 backupStorageUuids=[env.bs], format="qcow2")["inventory"]
+    l3 = c.call("CreateL3Network", name=unique("l3"), l2NetworkUuid=env.l2)["inventory"]
+    c.call("AddIpRange", l3NetworkUuid=l3["uuid"], name=unique("r"), startIp="10.250.0.10", endIp="10.250.0.20",
+           netmask="255.255.255.0", gateway="10.250.0.1")
     user = c.call("CreateUser", name=unique("u"), password=sha("p"))["inventory"]
     policy = c.call("CreatePolicy", name=unique("p"), statements=[{"effect": "Allow", "actions": ["*"]}])["inventory"]
     c.call("AttachPolicyToUser", userUuid=user["uuid"], policyUuid=policy["uuid"])
     c.call("ShareResource", resourceUuids=[off["uuid"]], toPublic=True)
-    owned = [vm["uuid"], vol["uuid"], off["uuid"], vip["uuid"], eip["uuid"]] + [
+    owned = [vm["uuid"], vol["uuid"], off["uuid"], vip["uuid"], eip["uuid"], img["uuid"], l3["uuid"]] + [
         v["uuid"] for v in vm["allVolumes"]]
     refs = api.query("QueryAccountResourceRef", f"accountUuid={acc['uuid']}")
     assert set(owned) <= {r["resourceUuid"] for r in refs}
@@ -164,9 +169,11 @@ def test_delete_account_deletes_what_it_owns(api: ZStackClient, mn: Any, env: En
     api.call("DeleteAccount", uuid=acc["uuid"])
     for query, uuid in (("QueryVmInstance", vm["uuid"]), ("QueryVolume", vol["uuid"]),
                         ("QueryInstanceOffering", off["uuid"]), ("QueryVip", vip["uuid"]), ("QueryEip", eip["uuid"]),
-                        ("QueryUser", user["uuid"]), ("QueryPolicy", policy["uuid"])):
+                        ("QueryUser", user["uuid"]), ("QueryPolicy", policy["uuid"]), ("QueryImage", img["uuid"]),
+                        ("QueryL3Network", l3["uuid"])):
         assert api.query(query, f"uuid={uuid}") == [], query
     assert api.query("QueryVolume", f"vmInstanceUuid={vm['uuid']}") == []
+    assert api.query("QueryIpRange", f"l3NetworkUuid={l3['uuid']}") == []
     assert api.query("QueryAccountResourceRef", f"accountUuid={acc['uuid']}") == []
     assert api.query("QuerySharedResource", f"ownerAccountUuid={acc['uuid']}") == []
     assert api.query("QuerySharedResource", f"receiverAccountUuid={acc['uuid']}") == []
@@ -214,7 +221,7 @@ def test_share_and_revoke(api: ZStackClient, mn: Any, env: Env, transport: str) 
     # A receiver cannot share on what it does not own.
     refused("ID.1002", call, cb, transport, "ShareResource", resourceUuids=[env.image], accountUuids=[a["uuid"]])
     refused("SYS.1007", call, api, transport, "ShareResource", resourceUuids=[env.image])
-    refused("SYS.1007", call, api, transport, "ShareResource", resourceUuids=[env.zone], toPublic=True)
+    refused("SYS.1003", call, api, transport, "ShareResource", resourceUuids=[env.zone], toPublic=True)
     refused("SYS.1003", call, api, transport, "ShareResource", resourceUuids=[env.image], accountUuids=["0" * 32])
 
     # A normal account shares what it owns with another account, then with everyone.
@@ -255,6 +262,10 @@ def test_change_owner_and_resource_account(api: ZStackClient, mn: Any, env: Env,
     refused("ID.1002", call, cb, transport, "GetResourceAccount", resourceUuids=[env.offering])
 
     refused("ID.1002", call, ca, transport, "ChangeResourceOwner", accountUuid=b["uuid"], resourceUuid=vm["uuid"])
+    api.call("UpdateQuota", identityUuid=b["uuid"], name="vm.num", value=0)  # the new owner's quota counts
+    refused("ID.1003", call, api, transport, "ChangeResourceOwner", accountUuid=b["uuid"], resourceUuid=vm["uuid"])
+    assert [r["accountUuid"] for r in api.query("QueryAccountResourceRef", f"resourceUuid={vm['uuid']}")] == [a["uuid"]]
+    api.call("UpdateQuota", identityUuid=b["uuid"], name="vm.num", value=1)
     ref = call(api, transport, "ChangeResourceOwner", accountUuid=b["uuid"], resourceUuid=vm["uuid"])["inventory"]
     assert ref["accountUuid"] == b["uuid"] and ref["resourceUuid"] == vm["uuid"] and ref["resourceType"] == "VmInstanceVO"
     refs = {r["resourceUuid"]: r["accountUuid"] for r in api.query("QueryAccountResourceRef", f"accountUuid={b['uuid']}")}
@@ -263,7 +274,7 @@ def test_change_owner_and_resource_account(api: ZStackClient, mn: Any, env: Env,
     assert ca.query("QueryVmInstance", f"uuid={vm['uuid']}") == []
     assert [v["uuid"] for v in cb.query("QueryVmInstance", f"uuid={vm['uuid']}")] == [vm["uuid"]]
     assert sorted(v["uuid"] for v in cb.query("QueryVolume", f"vmInstanceUuid={vm['uuid']}")) == sorted(vols)
-    refused("SYS.1007", call, api, transport, "ChangeResourceOwner", accountUuid=b["uuid"], resourceUuid=env.zone)
+    refused("SYS.1003", call, api, transport, "ChangeResourceOwner", accountUuid=b["uuid"], resourceUuid=env.zone)
     for acc in (a, b):
         api.call("DeleteAccount", uuid=acc["uuid"])
 
@@ -328,6 +339,14 @@ def test_users_and_groups(api: ZStackClient, mn: Any, transport: str) -> None:
     for _ in range(2):
         call(ca, transport, "AddUserToGroup", userUuid=u["uuid"], groupUuid=g["uuid"])
     assert [x["uuid"] for x in ca.query("QueryUser", f"groupRef.groupUuid={g['uuid']}")] == [u["uuid"]]
+    # The identity queries answer through expansions, each account its own rows only.
+    assert [x["uuid"] for x in ca.query("QueryAccount", f"user.name={name}")] == [a["uuid"]]
+    assert sorted(x["uuid"] for x in api.query("QueryAccount", f"user.name={name}")) == sorted([a["uuid"], b["uuid"]])
+    assert [x["uuid"] for x in ca.query("QueryUserGroup", f"userRef.userUuid={u['uuid']}")] == [g["uuid"]]
+    assert [x["uuid"] for x in ca.query("QueryUser", f"account.name={a['name']}")] == [u["uuid"]]
+    assert cb.query("QueryUser", f"account.name={a['name']}") == []
+    assert cb.query("QueryAccount", f"uuid={a['uuid']}") == []
+    assert ca.call("QueryUser", conditions=[], count=True)["total"] == 1
     bg = cb.call("CreateUserGroup", name=unique("g"))["inventory"]
     refused("ID.1002", call, cb, transport, "AddUserToGroup", userUuid=u["uuid"], groupUuid=bg["uuid"])
     refused("ID.1002", call, cb, transport, "UpdateUserGroup", uuid=g["uuid"], name="mine")
@@ -372,6 +391,7 @@ def test_policies(api: ZStackClient, mn: Any, env: Env, transport: str) -> None:
                 statements=[{"name": "r", "effect": "Allow", "actions": ["instance:read"]}])["inventory"]
     assert read["statements"] == [{"name": "r", "effect": "Allow", "actions": ["instance:read"]}]
     assert read["accountUuid"] == a["uuid"] and set(read) == {"statements", "name", "uuid", "accountUuid"}
+    assert ca.query("QueryPolicy", f"uuid={read['uuid']}") == [read]
     refused("SYS.1007", call, ca, transport, "CreatePolicy", name=read["name"],
             statements=[{"effect": "Allow", "actions": ["*"]}])
     by_name = ca.call("CreatePolicy", name=unique("q"),
@@ -470,3 +490,181 @@ def test_no_account_touches_another_accounts_identities(api: ZStackClient, mn: A
     assert cb.query("QueryUser", f"uuid={u}") == [] and cb.query("QueryPolicy", f"uuid={p}") == []
     for acc in (a, b):
         api.call("DeleteAccount", uuid=acc["uuid"])
+
+
+# ---- zstack-cli: passwords asked for, never in the history ----------------------------------------
+
+def _cli(mn: Any) -> list[str]:
+    import sys
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    script = Path(sys.executable).parent / "zstack-cli"
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "mn.ops.cli"]
+    url = urlsplit(mn.url)
+    return [*base, "--json-compact", "-H", url.hostname, "-p", str(url.port)]
+
+
+def _cli_env(tmp_path: Any) -> dict[str, str]:
+    import os
+
+    e = {k: v for k, v in os.environ.items() if not k.startswith("ZSTACK_")}
+    e["HOME"] = str(tmp_path / "home")
+    e["TERM"] = "dumb"
+    return e
+
+
+def test_cli_asks_for_a_left_out_password(api: ZStackClient, mn: Any, tmp_path: Any) -> None:
+    """One command at a time, the password read from stdin (no terminal): LogInByAccount,
+    CreateUser (asked twice), LogInByUser; the sessions are the CLI's."""
+    import json
+    import subprocess
+
+    acc, _ = new_account(api, mn)
+    cli, env = _cli(mn), _cli_env(tmp_path)
+
+    def run(*args: str, stdin: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*cli, *args], input=stdin, env=env, capture_output=True, text=True, timeout=120)
+
+    r = run("LogInByAccount", f"accountName={acc['name']}", stdin="wrong\n")
+    assert r.returncode == 1 and "ID.1000" in r.stderr
+    r = run("LogInByAccount", f"accountName={acc['name']}", stdin="secret\n")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["inventory"]["accountUuid"] == acc["uuid"]
+    name = unique("u")
+    r = run("CreateUser", f"name={name}", stdin="userpw\nother\n")
+    assert r.returncode == 1 and "differ" in r.stderr
+    r = run("CreateUser", f"name={name}", stdin="userpw\nuserpw\n")
+    assert r.returncode == 0, r.stderr
+    user = json.loads(r.stdout)["inventory"]
+    assert user["accountUuid"] == acc["uuid"]
+    r = run("LogInByUser", f"accountName={acc['name']}", f"userName={name}", stdin="userpw\n")
+    assert r.returncode == 0, r.stderr
+    session = json.loads(r.stdout)["inventory"]
+    assert session["userType"] == "UserVO" and session["userUuid"] == user["uuid"]
+    r = run("QueryVmInstance", stdin="")  # the user's session, without a policy
+    assert r.returncode == 1 and "ID.1002" in r.stderr
+    r = run("LogInByUser", f"accountName={acc['name']}", f"userName={name}", stdin="")
+    assert r.returncode == 1 and "needs a password" in r.stderr
+    api.call("DeleteAccount", uuid=acc["uuid"])
+
+
+def test_cli_shell_keeps_no_password_in_its_history(api: ZStackClient, mn: Any, tmp_path: Any) -> None:
+    """The interactive shell on a terminal (a pty): a left-out password is asked for without echo;
+    no password reaches the history file, neither typed in a line nor left by an older history."""
+    import os
+    import select
+    import subprocess
+    import time
+
+    acc, _ = new_account(api, mn)
+    env = _cli_env(tmp_path)
+    history = tmp_path / "home" / ".zstack" / "cli" / "history"
+    history.parent.mkdir(parents=True)
+    history.write_text("QueryZone name=z1\nLogInByAccount accountName=admin password=oldsecret\n")
+    master, slave = os.openpty()
+    proc = subprocess.Popen(_cli(mn), stdin=slave, stdout=slave, stderr=slave, env=env,
+                            start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def expect(text: str, timeout: float = 60) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text.encode() not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {text!r} in {seen[-2000:]!r}"
+            if select.select([master], [], [], left)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    chunk = b""
+                assert chunk, f"the CLI ended before {text!r}: {seen[-2000:]!r}"
+                seen += chunk
+
+    def send(line: str) -> None:
+        os.write(master, line.encode() + b"\r")
+
+    try:
+        expect(">>> ")
+        send(f"LogInByAccount accountName={acc['name']}")
+        expect("LogInByAccount password: ")
+        send("secret")
+        expect(f"{acc['name']} >>> ")
+        name = unique("u")
+        send(f"CreateUser name={name}")
+        expect("CreateUser password: ")
+        send("hiddenpw1")
+        expect("Retype the password: ")
+        send("hiddenpw1")
+        expect(f'"name":"{name}"')
+        send(f"UpdateUser uuid={api.query('QueryUser', f'name={name}')[0]['uuid']} password=typedpw2 description=d")
+        expect('"description":"d"')
+        send(f"LogInByUser accountName={acc['name']} userName={name} password=typedpw2")
+        expect(f"{name} >>> ")
+        send("exit")
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    transcript = seen.decode(errors="replace")
+    assert "secret" not in transcript and "hiddenpw1" not in transcript  # no echo of asked passwords
+    lines = history.read_text().splitlines()
+    assert "QueryZone name=z1" in lines and "LogInByAccount accountName=admin" in lines
+    assert f"LogInByAccount accountName={acc['name']}" in lines and f"CreateUser name={name}" in lines
+    assert f"LogInByUser accountName={acc['name']} userName={name}" in lines
+    text = history.read_text()
+    for secret in ("oldsecret", "typedpw2", "hiddenpw1", "password="):
+        assert secret not in text, secret
+    assert oct(history.stat().st_mode & 0o777) == "0o600"
+    api.call("DeleteAccount", uuid=acc["uuid"])
+
+
+def test_a_user_of_admin_is_held_to_its_policies(api: ZStackClient, mn: Any) -> None:
+    name = unique("ops")
+    u = api.call("CreateUser", name=name, password=sha("pw"))["inventory"]
+    p = api.call("CreatePolicy", name=unique("zone-reads"),
+                 statements=[{"effect": "Allow", "actions": ["zone:read"]}])["inventory"]
+    api.call("AttachPolicyToUser", userUuid=u["uuid"], policyUuid=p["uuid"])
+    cu = user_client(mn, "admin", name, "pw")
+    cu.query("QueryZone")
+    refused("ID.1002", cu.call, "CreateZone", name=unique("z"))
+    refused("ID.1002", cu.call, "CreateAccount", name=unique("a"), password=sha("x"))
+    assert cu.call("CheckApiPermission", apiNames=["QueryZone", "CreateZone"])["inventory"] == {
+        "QueryZone": "Allow", "CreateZone": "Deny"}
+    api.call("DeleteUser", uuid=u["uuid"])
+    api.call("DeletePolicy", uuid=p["uuid"])
+
+
+def test_unique_names_hold_across_mn_processes(mn_proc: Any) -> None:
+    """Concurrent CreateAccount (and CreateUser) calls of one name, spread over two MN processes:
+    exactly one of each succeeds, the others are SYS.1007."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spawn, _, _ = mn_proc
+    url = spawn(processes=2)
+    admin = ZStackClient(url)
+    admin.login()
+    name = unique("acc")
+
+    def create(api_name: str, client_session: str, **params: Any) -> str:
+        c = ZStackClient(url, client_session)
+        try:
+            c.call(api_name, **params)
+            return "ok"
+        except ClientError as exc:
+            return exc.code or "?"
+
+    with ThreadPoolExecutor(12) as pool:
+        got = list(pool.map(lambda _: create("CreateAccount", admin.session, name=name, password=sha("x")),
+                            range(12)))
+    assert sorted(got) == sorted(["ok"] + ["SYS.1007"] * 11), got
+    assert len(admin.query("QueryAccount", f"name={name}")) == 1
+    acc = ZStackClient(url)
+    acc.login(name, "x")
+    user = unique("u")
+    with ThreadPoolExecutor(12) as pool:
+        got = list(pool.map(lambda _: create("CreateUser", acc.session, name=user, password=sha("x")), range(12)))
+    assert sorted(got) == sorted(["ok"] + ["SYS.1007"] * 11), got
+    assert len(acc.query("QueryUser", f"name={user}")) == 1

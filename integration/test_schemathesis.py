@@ -42,6 +42,9 @@ SEMANTIC = re.compile("|".join([
     r"holds a NUL character",                   # no database stores one; the document does not say so yet
     r"of AddImage is refused: ",               # the image URL policy: resolved addresses, global configs
     r"is not a resource type of this management node",       # the resource types plugins register
+    r"is not an API of this management node",  # CheckApiPermission's apiNames: the APIs of the catalogue
+    r"there is already an? ",                  # unique names (accounts; users, groups, policies per account)
+    r"statement \d+ of CreatePolicy",          # a policy statement's shape (effect, actions, resources)
     r"there is no global config",              # categories and names come from the services loaded
     r"is not supported",                       # e.g. VIPs of ipVersion 6
     r"must be one of \[",                      # strategies of the loaded allocators

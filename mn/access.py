@@ -1,7 +1,8 @@
 """Who may call what: the permission check every API call passes (mn.api.dispatch), before its
 handler's check and before anything is queued. It has no side effects.
 
-For an admin account (SystemAdmin) everything is allowed. For a normal account:
+For an admin account (SystemAdmin) everything is allowed (to a user of it, what its policies allow:
+rule 3). For a normal account:
 1. the API must be one normal accounts may call: ZStack's @Action category (catalogue `category`)
    set and not one of the infrastructure families (ADMIN_CATEGORIES), nor an identity API kept
    for admins (ADMIN_APIS); noSession APIs are for everyone;
@@ -88,14 +89,19 @@ def api_allowed(spec: ApiSpec, caller: Caller) -> bool:
 def authorize(ctx: ApiContext, spec: ApiSpec, msg: dict) -> None:
     """Refuse (ID.1002) a call the caller may not make; see the module docstring."""
     caller = ctx.caller
-    if caller.admin or spec.noSession:
+    if spec.noSession:
+        return
+    if caller.admin:  # an admin account may do anything; a user of it, what its policies allow
+        if caller.user_uuid is not None and _policies_apply(spec, msg, caller):
+            with ctx.db.ro() as s:
+                check_user_policies(s, spec, caller, [u for _, u, _ in _named_resources(spec, msg)])
         return
     if not api_allowed(spec, caller):
         raise denied(f"the account[uuid:{caller.account_uuid}] is a normal account: {spec.name} is for "
                      "admins only")
     named = list(_named_resources(spec, msg))
     with ctx.db.ro() as s:
-        if caller.user_uuid is not None and spec.name not in ALWAYS_FOR_USERS and not _on_itself(spec, msg, caller):
+        if caller.user_uuid is not None and _policies_apply(spec, msg, caller):
             check_user_policies(s, spec, caller, [u for _, u, _ in named])
         for rtype, uuid, target in named:
             need_owner = target or not _shareable(rtype)
@@ -107,9 +113,12 @@ def authorize(ctx: ApiContext, spec: ApiSpec, msg: dict) -> None:
                              f"[uuid:{uuid}, type:{rtype}] ({spec.name})")
 
 
-def _on_itself(spec: ApiSpec, msg: dict, caller: Caller) -> bool:
+def _policies_apply(spec: ApiSpec, msg: dict, caller: Caller) -> bool:
+    """Whether a user's call needs its policies' leave (not its session's APIs, nor on itself)."""
+    if spec.name in ALWAYS_FOR_USERS:
+        return False
     param = SELF_APIS.get(spec.name)
-    return param is not None and msg.get(param) in (None, caller.user_uuid)
+    return param is None or msg.get(param) not in (None, caller.user_uuid)
 
 
 def _named_resources(spec: ApiSpec, msg: dict) -> Iterator[tuple[str, str, bool]]:

@@ -82,6 +82,7 @@ HANDLER_RULES: dict[tuple[str | None, str], dict[str, Any]] = {
     (None, "username"): {"pattern": NOT_BLANK},
     ("CreateSystemTag", "tag"): {"pattern": SYSTEM_TAG_FORM},
     ("CreateUserTag", "tag"): {"pattern": NOT_BLANK},
+    ("GetResourceAccount", "resourceUuids"): {"pattern": NOT_BLANK},
     ("GetFreeIp", "limit"): {"minimum": 0, "maximum": 10000},
     ("GetEipAttachableVmNics", "limit"): {"minimum": 0},
     ("GetEipAttachableVmNics", "start"): {"minimum": 0},
@@ -205,8 +206,17 @@ def inventory_schema(inv: InventorySpec) -> dict[str, Any]:
     return out
 
 
+REPLY_FIELDS: dict[tuple[str, str], dict[str, Any]] = {
+    ("GetResourceAccount", "inventories"): {"type": "object", "additionalProperties": ref("schemas", "AccountInventory"),
+                                            "description": "resource uuid -> the AccountInventory of its owner"},
+}
+"""Reply fields whose shape is not the generic one of their name (ZStack's maps)."""
+
+
 def _reply_field(spec: ApiSpec, field: str) -> dict[str, Any]:
     """A reply field's schema. The catalogue types only query replies; others stay generic."""
+    if (spec.name, field) in REPLY_FIELDS:
+        return REPLY_FIELDS[(spec.name, field)]
     if spec.kind == "query" and spec.inventory:
         if field == "inventories":
             return {"type": "array", "items": ref("schemas", spec.inventory)}

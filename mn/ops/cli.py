@@ -9,8 +9,11 @@ every other token, a condition `<field><op><value>` with op one of = != > >= < <
 (not in) ~= (like) !~= (not like), `field=null` / `field!=null` or `field is [not] null`; the
 field may be a path through expansions (`vmNics.l3Network.zone.name=z`) or `__systemTag__` /
 `__userTag__`, and the value keeps its text (the MN types it by the field). Tab completion is
-derived from the catalogue. Passwords are sent as SHA-512 hex, as ZStack's CLI does. The session
-of a login is kept per MN in ~/.zstack/cli/session; the shell's history in ~/.zstack/cli/history.
+derived from the catalogue. Passwords are sent as SHA-512 hex, as ZStack's CLI does; a password
+left out of LogInByAccount, LogInByUser, CreateAccount or CreateUser is asked for without echo. The
+session of a login is kept per MN in ~/.zstack/cli/session; the shell's history in
+~/.zstack/cli/history (mode 0600), where no password ever goes: `...password=` arguments are taken
+out of each line as it is read, and out of the lines an older history file holds.
 The CLI reaches the MN only through mn.client.ZStackClient (HTTP); completion reads mn.query's
 table map (no database) to offer only the expansions this MN can follow.
 """
@@ -44,6 +47,10 @@ HASHED_PASSWORDS: dict[str, tuple[str, ...]] = {
     "UpdateUser": ("password", "oldPassword"),
 }
 LOGIN_APIS = {"LogInByAccount": "accountName", "LogInByUser": "userName"}
+PROMPTED_PASSWORDS = {"LogInByAccount": False, "LogInByUser": False, "CreateAccount": True, "CreateUser": True}
+"""APIs whose `password` is asked for when left out; True: asked twice (a new password)."""
+_SECRET_KEY = re.compile(r"\w*password", re.IGNORECASE)
+_SECRET_ARG = re.compile(r"""(?:^|\s)\w*password=(?:"[^"]*"|'[^']*'|\S*)""", re.IGNORECASE)
 TAG_PARAMS = ("systemTags", "userTags")
 BUILTINS = ("help", "exit", "quit")
 INVALID_SESSION = "ID.1001"
@@ -126,6 +133,34 @@ def find_api(catalog: Catalog, name: str) -> ApiSpec:
     return spec
 
 
+def scrub_secrets(line: str) -> str:
+    """The command line without its `...password=value` arguments (what the history may keep);
+    a line without one is returned unchanged."""
+    if "password=" not in line.lower():
+        return line
+    try:
+        tokens = shlex.split(line)
+    except ValueError:  # unbalanced quotes: cut by pattern
+        return " ".join(_SECRET_ARG.sub(" ", line).split())
+    kept = [tok for tok in tokens if not _SECRET_KEY.fullmatch(tok.partition("=")[0]) or "=" not in tok]
+    return shlex.join(kept)
+
+
+def ask_password(api: str, confirm: bool) -> str:
+    """The password read from the terminal without echo (twice when `confirm`)."""
+    import getpass
+
+    try:
+        password = getpass.getpass(f"{api} password: ")
+        if confirm and getpass.getpass("Retype the password: ") != password:
+            raise UsageError("the two passwords differ")
+    except EOFError:
+        raise UsageError(f"{api} needs a password: none was typed") from None
+    if not password:
+        raise UsageError(f"{api} needs a password: an empty one was typed")
+    return password
+
+
 def _hash_passwords(spec: ApiSpec, params: dict[str, Any]) -> None:
     for k in HASHED_PASSWORDS.get(spec.name, ()):
         if isinstance(params.get(k), str):
@@ -187,8 +222,9 @@ def parse_query(spec: ApiSpec, tokens: list[str]) -> dict[str, Any]:
     return params
 
 
-def parse_command(catalog: Catalog, tokens: list[str]) -> Command:
-    """`ApiName key=value ...` (already shell-split) → Command; UsageError when malformed."""
+def parse_command(catalog: Catalog, tokens: list[str], ask: Any = None) -> Command:
+    """`ApiName key=value ...` (already shell-split) → Command; UsageError when malformed.
+    `ask(api, confirm)` gives a password left out of an API of PROMPTED_PASSWORDS."""
     if not tokens:
         raise UsageError("no API name given")
     spec = find_api(catalog, tokens[0])
@@ -201,6 +237,8 @@ def parse_command(catalog: Catalog, tokens: list[str]) -> Command:
         if not eq or not _KEY.fullmatch(key):
             raise UsageError(f"expected key=value, got {tok!r}")
         command.params[key] = parse_value(spec.param_map.get(key), key, raw)
+    if ask is not None and spec.name in PROMPTED_PASSWORDS and "password" not in command.params:
+        command.params["password"] = ask(spec.name, PROMPTED_PASSWORDS[spec.name])
     _hash_passwords(spec, command.params)
     return command
 
@@ -400,7 +438,7 @@ class Cli:
         if tokens and tokens[0] == "help":
             return self.help(tokens[1:])
         try:
-            command = parse_command(self.catalog, tokens)
+            command = parse_command(self.catalog, tokens, ask=ask_password)
             reply = self.execute(command)
         except UsageError as exc:
             print(f"usage error: {exc}", file=sys.stderr)
@@ -480,6 +518,10 @@ class Shell(cmd.Cmd):
             return
         self.cli.run(tokens)
 
+    def precmd(self, line: str) -> str:
+        _scrub_history(last_only=True)
+        return line
+
     def postcmd(self, stop: bool, line: str) -> bool:
         self._set_prompt()
         return stop
@@ -521,15 +563,24 @@ class Shell(cmd.Cmd):
         readline.set_history_length(2000)
         with contextlib.suppress(OSError):
             readline.read_history_file(self.history)
+            if _scrub_history(last_only=False):
+                self._write_history()
 
     def postloop(self) -> None:
         try:
-            import readline
+            import readline  # noqa: F401
         except ImportError:
             return
+        _scrub_history(last_only=False)
+        self._write_history()
+
+    def _write_history(self) -> None:
+        import readline
+
         with contextlib.suppress(OSError):
             self.history.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             readline.write_history_file(self.history)
+            os.chmod(self.history, 0o600)
 
     def loop(self) -> None:
         """cmdloop, where Ctrl-C abandons the line instead of leaving the shell."""
@@ -541,6 +592,28 @@ class Shell(cmd.Cmd):
             except KeyboardInterrupt:
                 print("^C")
                 intro = ""
+
+
+def _scrub_history(last_only: bool) -> bool:
+    """Take passwords out of readline's history (its last line, or every line); True if any was."""
+    try:
+        import readline
+    except ImportError:
+        return False
+    n = readline.get_current_history_length()
+    changed = False
+    for pos in range(n, 0 if not last_only else max(n - 1, 0), -1):  # 1-based, from the newest
+        line = readline.get_history_item(pos)
+        if line is None:
+            continue
+        clean = scrub_secrets(line)
+        if clean != line:
+            changed = True
+            if clean:
+                readline.replace_history_item(pos - 1, clean)
+            else:
+                readline.remove_history_item(pos - 1)
+    return changed
 
 
 # ---- entry point --------------------------------------------------------------------------------

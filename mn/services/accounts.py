@@ -24,7 +24,7 @@ from mn.api.registry import Msg, apis, key_of
 from mn.cascade import cascade, dependent
 from mn.context import ApiContext
 from mn.db.base import utcnow
-from mn.errors import invalid
+from mn.errors import QUOTA_EXCEEDING, RESOURCE_NOT_FOUND, ApiError, invalid
 from mn.inventory import to_inventories, to_inventory
 from mn.models import (
     Account,
@@ -54,8 +54,12 @@ def _key(msg: Msg) -> str:
 
 
 def check_name_free(s: Session, model: type, name: str, what: str, account: str | None = None,
-                    except_uuid: str | None = None) -> None:
-    """SYS.1007 when another row of `model` (of `account`, if given) is called `name`."""
+                    except_uuid: str | None = None, lock: bool = False) -> None:
+    """SYS.1007 when another row of `model` (of `account`, if given) is called `name`. With `lock`
+    (in the writing transaction), the account's row (admin's, for account names) is locked first,
+    so that two transactions naming rows alike, in any MN process, check one after the other."""
+    if lock:
+        s.execute(select(Account.uuid).where(Account.uuid == (account or ADMIN_UUID)).with_for_update()).first()
     q = select(model.uuid).where(model.name == name)
     if account is not None:
         q = q.where(model.accountUuid == account)
@@ -63,7 +67,7 @@ def check_name_free(s: Session, model: type, name: str, what: str, account: str 
         q = q.where(model.uuid != except_uuid)
     if s.scalar(q.limit(1)) is not None:
         scope = "" if account is None else f" in the account[uuid:{account}]"
-        raise invalid(f"there is already a {what} called {name!r}{scope}")
+        raise invalid(f"there is already {'an' if what[0] in 'aeiou' else 'a'} {what} called {name!r}{scope}")
 
 
 def set_password(row: Any, client_hash: str) -> None:
@@ -83,8 +87,6 @@ def _check_create(ctx: ApiContext, msg: Msg) -> None:
     new_resource_uuid(msg)
     if (msg.get("type") or "Normal") not in ACCOUNT_TYPES:
         raise invalid(f"parameter 'type' of CreateAccount must be one of {list(ACCOUNT_TYPES)}")
-    if not msg.password:
-        raise invalid("parameter 'password' of CreateAccount must not be empty")
     with ctx.db.ro() as s:
         check_name_free(s, Account, msg.name, "account")
 
@@ -93,7 +95,7 @@ def _check_create(ctx: ApiContext, msg: Msg) -> None:
 def create_account(ctx: ApiContext, msg: Msg) -> dict:
     uuid = new_resource_uuid(msg)
     with ctx.db.tx() as s:
-        check_name_free(s, Account, msg.name, "account")
+        check_name_free(s, Account, msg.name, "account", lock=True)
         acc = Account(uuid=uuid, name=msg.name, description=msg.get("description"), type=msg.get("type") or "Normal")
         set_password(acc, msg.password)
         s.add(acc)
@@ -111,18 +113,18 @@ def _check_update(ctx: ApiContext, msg: Msg) -> None:
         acc = get_or_404(s, Account, msg.uuid)
         if msg.get("name") is not None:
             check_name_free(s, Account, msg.name, "account", except_uuid=acc.uuid)
-        if msg.get("password") is not None:
-            if not msg.password:
-                raise invalid("parameter 'password' of UpdateAccount must not be empty")
-            if not ctx.caller.admin and not password_matches(acc, msg.get("oldPassword")):
-                raise denied(f"the account[uuid:{acc.uuid}] may change its password only with its current "
-                             "one: oldPassword is missing or wrong")
+        if msg.get("password") is not None and not ctx.caller.admin \
+                and not password_matches(acc, msg.get("oldPassword")):
+            raise denied(f"the account[uuid:{acc.uuid}] may change its password only with its current "
+                         "one: oldPassword is missing or wrong")
 
 
 @apis.handler("UpdateAccount", check=_check_update, sync_key=_key)
 def update_account(ctx: ApiContext, msg: Msg) -> dict:
     _check_update(ctx, msg)
     with ctx.db.tx() as s:
+        if msg.get("name") is not None:
+            check_name_free(s, Account, msg.name, "account", except_uuid=msg.uuid, lock=True)
         acc = get_or_404(s, Account, msg.uuid)
         for f in ("name", "description"):
             if msg.get(f) is not None:
@@ -226,8 +228,8 @@ def _check_change_owner(ctx: ApiContext, msg: Msg) -> None:
     with ctx.db.ro() as s:
         get_or_404(s, Account, msg.accountUuid)
         if s.get(AccountResourceRef, msg.resourceUuid) is None:
-            raise invalid(f"the resource[uuid:{msg.resourceUuid}] has no owner record: it does not exist or is "
-                          "not of a type accounts own")
+            raise ApiError(RESOURCE_NOT_FOUND, f"the resource[uuid:{msg.resourceUuid}] is not found among the "
+                           "resources accounts own (it does not exist, or is of a type nobody owns)", http_status=404)
 
 
 @apis.handler("ChangeResourceOwner", check=_check_change_owner, sync_key=key_of("resourceUuid", "owner"))
@@ -241,13 +243,29 @@ def change_resource_owner(ctx: ApiContext, msg: Msg) -> dict:
         if ref.resourceType == "VmInstanceVO":
             moved += s.scalars(select(Volume.uuid).where(Volume.vmInstanceUuid == ref.resourceUuid)).all()
         if old != msg.accountUuid:
+            new = s.get(Account, msg.accountUuid)
+            admin = new is not None and new.type == "SystemAdmin"
+            if not admin:  # the new owner's quotas, counted before and after the move
+                s.execute(select(Account.uuid).where(Account.uuid == msg.accountUuid).with_for_update()).first()
+                before = {q.name: q.usage(s, msg.accountUuid) for q in quota.QUOTAS.values()}
             s.execute(update(AccountResourceRef).where(AccountResourceRef.resourceUuid.in_(moved),
                                                        AccountResourceRef.accountUuid == old)
                       .values(accountUuid=msg.accountUuid, lastOpDate=utcnow()))
             s.execute(delete(SharedResource).where(SharedResource.resourceUuid.in_(moved),
                                                    SharedResource.ownerAccountUuid == old))
+            if not admin:
+                _check_quotas_after_move(s, msg.accountUuid, before)
         s.expire_all()
         return {"inventory": to_inventory(s, s.get(AccountResourceRef, msg.resourceUuid))}
+
+
+def _check_quotas_after_move(s: Session, account: str, before: dict[str, int]) -> None:
+    """ID.1003 (the transaction rolls back) when the move took the account over a quota it grew."""
+    for q in quota.QUOTAS.values():
+        used, cap = q.usage(s, account), quota.limit(s, account, q.name)
+        if used > before[q.name] and used > cap:
+            raise ApiError(QUOTA_EXCEEDING, f"quota exceeding: the account[uuid:{account}] would use {used} of "
+                           f"its {q.name} quota {cap} as the owner of these resources", http_status=400)
 
 
 @apis.handler("GetResourceAccount")

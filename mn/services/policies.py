@@ -71,7 +71,7 @@ def create_policy(ctx: ApiContext, msg: Msg) -> dict:
     uuid = new_resource_uuid(msg)
     statements = validate_statements(msg.statements)
     with ctx.db.tx() as s:
-        check_name_free(s, Policy, msg.name, "policy", account=ctx.account_uuid)
+        check_name_free(s, Policy, msg.name, "policy", account=ctx.account_uuid, lock=True)
         p = Policy(uuid=uuid, name=msg.name, description=msg.get("description"), accountUuid=ctx.account_uuid,
                    statementsJson=json.dumps(statements))
         s.add(p)
@@ -96,7 +96,8 @@ def delete_policy(ctx: ApiContext, msg: Msg) -> dict:
 # ---- attachments --------------------------------------------------------------------------------
 
 def _policies(msg: Msg) -> list[str]:
-    return list(dict.fromkeys(msg.get("policyUuids") or [msg.policyUuid]))
+    uuids = msg.get("policyUuids")
+    return list(dict.fromkeys(uuids if uuids is not None else [msg.policyUuid]))
 
 
 def _check_user_policies(ctx: ApiContext, msg: Msg) -> None:
@@ -168,7 +169,8 @@ def check_api_permission(ctx: ApiContext, msg: Msg) -> dict:
     for name in msg.apiNames:
         spec = catalog.api(name)
         if spec is None:
-            raise invalid(f"parameter 'apiNames' of CheckApiPermission: no API named {name!r}")
+            raise invalid(f"parameter 'apiNames' of CheckApiPermission: {name!r} is not an API of this management "
+                          "node")
         specs[name] = spec
     with ctx.db.ro() as s:
         caller = ctx.caller
@@ -181,8 +183,7 @@ def check_api_permission(ctx: ApiContext, msg: Msg) -> dict:
         out = {}
         for name, spec in specs.items():
             ok = access.api_allowed(spec, caller)
-            if ok and user_uuid is not None and not caller.admin and not spec.noSession \
-                    and spec.name not in access.ALWAYS_FOR_USERS:
+            if ok and user_uuid is not None and not spec.noSession and spec.name not in access.ALWAYS_FOR_USERS:
                 ok = access.policy_decision(statements, spec, [])
             out[name] = "Allow" if ok else "Deny"
     return {"inventory": out}

@@ -20,8 +20,8 @@ from mn.services.common import get_or_404, row_or_404
 
 def _check_update(ctx: ApiContext, msg: Msg) -> None:
     if msg.name not in quota.QUOTAS:
-        raise invalid(f"parameter 'name' of UpdateQuota must be a quota's name, one of {sorted(quota.QUOTAS)}; "
-                      f"got {msg.name!r}")
+        raise invalid(f"parameter 'name' of UpdateQuota must be one of {sorted(quota.QUOTAS)} (the quotas of "
+                      f"this management node), got {msg.name!r}")
     if msg.value < 0:
         raise invalid(f"parameter 'value' of UpdateQuota must not be negative, got {msg.value}")
     with ctx.db.ro() as s:

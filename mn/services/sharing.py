@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from mn.api.registry import Msg, apis
 from mn.context import ApiContext
 from mn.db.base import utcnow
-from mn.errors import invalid, not_found
+from mn.errors import RESOURCE_NOT_FOUND, ApiError, invalid, not_found
 from mn.models import Account, AccountResourceRef, SharedResource
 
 
@@ -23,8 +23,8 @@ def _refs(s: Session, uuids: list[str]) -> dict[str, AccountResourceRef]:
                                                   .where(AccountResourceRef.resourceUuid.in_(uuids)))}
     missing = [u for u in uuids if u not in refs]
     if missing:
-        raise invalid(f"the resources {missing} have no owner record: they do not exist or are not of a type "
-                      "accounts own and share")
+        raise ApiError(RESOURCE_NOT_FOUND, f"the resources {missing} are not found among the resources accounts "
+                       "own (they do not exist, or are of a type nobody owns)", http_status=404)
     return refs
 
 

@@ -32,8 +32,6 @@ def _user_key(msg: Msg) -> str:
 
 def _check_create_user(ctx: ApiContext, msg: Msg) -> None:
     new_resource_uuid(msg)
-    if not msg.password:
-        raise invalid("parameter 'password' of CreateUser must not be empty")
     with ctx.db.ro() as s:
         check_name_free(s, User, msg.name, "user", account=ctx.account_uuid)
 
@@ -42,7 +40,7 @@ def _check_create_user(ctx: ApiContext, msg: Msg) -> None:
 def create_user(ctx: ApiContext, msg: Msg) -> dict:
     uuid = new_resource_uuid(msg)
     with ctx.db.tx() as s:
-        check_name_free(s, User, msg.name, "user", account=ctx.account_uuid)
+        check_name_free(s, User, msg.name, "user", account=ctx.account_uuid, lock=True)
         user = User(uuid=uuid, name=msg.name, description=msg.get("description"), accountUuid=ctx.account_uuid)
         set_password(user, msg.password)
         s.add(user)
@@ -58,24 +56,24 @@ def _target_user(ctx: ApiContext, msg: Msg) -> str:
 
 
 def _check_update_user(ctx: ApiContext, msg: Msg) -> None:
-    uuid = _target_user(ctx, msg)
+    uuid = msg["uuid"] = _target_user(ctx, msg)  # a user's own: named, for its sync key
     with ctx.db.ro() as s:
         user = get_or_404(s, User, uuid)
         if msg.get("name") is not None:
             check_name_free(s, User, msg.name, "user", account=user.accountUuid, except_uuid=uuid)
-        if msg.get("password") is not None:
-            if not msg.password:
-                raise invalid("parameter 'password' of UpdateUser must not be empty")
-            if ctx.caller.user_uuid == uuid and not password_matches(user, msg.get("oldPassword")):
-                raise denied(f"the user[uuid:{uuid}] may change its password only with its current one: "
-                             "oldPassword is missing or wrong")
+        if msg.get("password") is not None and ctx.caller.user_uuid == uuid \
+                and not password_matches(user, msg.get("oldPassword")):
+            raise denied(f"the user[uuid:{uuid}] may change its password only with its current one: "
+                         "oldPassword is missing or wrong")
 
 
-@apis.handler("UpdateUser", check=_check_update_user, sync_key=lambda msg: f"user-{msg.get('uuid')}")
+@apis.handler("UpdateUser", check=_check_update_user, sync_key=_user_key)
 def update_user(ctx: ApiContext, msg: Msg) -> dict:
     _check_update_user(ctx, msg)
     with ctx.db.tx() as s:
         user = get_or_404(s, User, _target_user(ctx, msg))
+        if msg.get("name") is not None:
+            check_name_free(s, User, msg.name, "user", account=user.accountUuid, except_uuid=user.uuid, lock=True)
         for f in ("name", "description"):
             if msg.get(f) is not None:
                 setattr(user, f, msg[f])
@@ -116,7 +114,7 @@ def _check_create_group(ctx: ApiContext, msg: Msg) -> None:
 def create_group(ctx: ApiContext, msg: Msg) -> dict:
     uuid = new_resource_uuid(msg)
     with ctx.db.tx() as s:
-        check_name_free(s, UserGroup, msg.name, "user group", account=ctx.account_uuid)
+        check_name_free(s, UserGroup, msg.name, "user group", account=ctx.account_uuid, lock=True)
         group = UserGroup(uuid=uuid, name=msg.name, description=msg.get("description"),
                           accountUuid=ctx.account_uuid)
         s.add(group)
@@ -135,6 +133,9 @@ def _check_update_group(ctx: ApiContext, msg: Msg) -> None:
 def update_group(ctx: ApiContext, msg: Msg) -> dict:
     with ctx.db.tx() as s:
         group = get_or_404(s, UserGroup, msg.uuid)
+        if msg.get("name") is not None:
+            check_name_free(s, UserGroup, msg.name, "user group", account=group.accountUuid, except_uuid=group.uuid,
+                            lock=True)
         for f in ("name", "description"):
             if msg.get(f) is not None:
                 setattr(group, f, msg[f])

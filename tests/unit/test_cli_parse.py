@@ -263,3 +263,31 @@ def test_a_query_parameter_with_another_operator_is_a_condition():
 def test_malformed_query_tokens_are_usage_errors(token, message):
     with pytest.raises(UsageError, match=message):
         parse_command(CAT, ["QueryVmInstance", token])
+
+
+def test_history_lines_lose_their_passwords():
+    from mn.ops.cli import scrub_secrets
+
+    assert scrub_secrets("LogInByAccount accountName=admin password=password") == "LogInByAccount accountName=admin"
+    assert scrub_secrets("UpdateUser uuid=x password='a b' oldPassword=\"c d\" name=n") == "UpdateUser uuid=x name=n"
+    assert scrub_secrets("LogInByUser 'password=a b' userName=u") == "LogInByUser userName=u"
+    assert scrub_secrets("AddKVMHost sshPassword=x name=h") == "AddKVMHost name=h"
+    assert scrub_secrets("X password=\"unbalanced") == "X"
+    for kept in ("QueryZone name=passwordless", 'CreateZone name="a  b"', "QueryUser"):
+        assert scrub_secrets(kept) == kept
+
+
+def test_a_left_out_password_is_asked_for_and_hashed():
+    asked = []
+
+    def ask(api, confirm):
+        asked.append((api, confirm))
+        return "pw"
+
+    cat = load_catalog()
+    cmd = parse_command(cat, ["LogInByUser", "accountName=a", "userName=u"], ask=ask)
+    assert cmd.params["password"] == hashlib.sha512(b"pw").hexdigest()
+    parse_command(cat, ["CreateAccount", "name=a"], ask=ask)
+    parse_command(cat, ["LogInByAccount", "accountName=a", "password=given"], ask=ask)
+    parse_command(cat, ["UpdateAccount", "uuid=x", "description=d"], ask=ask)
+    assert asked == [("LogInByUser", False), ("CreateAccount", True)]
