@@ -24,7 +24,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import String, bindparam, literal, select, union_all
+from sqlalchemy import String, bindparam, exists, literal, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
 from mn import models as m
@@ -164,16 +164,25 @@ def _may_statements(rtype: str, owner: bool) -> list[Any]:
         return found
     acct = bindparam("acct", type_=String)
     uuid = bindparam("uuid", type_=String)
+    ref, sh = m.AccountResourceRef, m.SharedResource
+    # This one resource's owner record and shares (by their keys), not every uuid the account owns
+    # (an IN over all of them: a cost growing with what the account owns).
+    mine = exists().where(ref.resourceUuid == uuid, ref.accountUuid == acct)
+    seen = or_(mine, exists().where(sh.resourceUuid == uuid, or_(sh.receiverAccountUuid == acct, sh.toPublic == true())))
     if rtype == "ResourceVO":  # any owned resource, by its owner record
-        refs = ownership.owned_uuids(acct) if owner else ownership.visible_uuids(acct)  # type: ignore[arg-type]
-        sub = refs.subquery()
-        out = [select(literal(1)).select_from(sub).where(sub.c[0] == uuid).limit(1)]
+        refs = select(ref.resourceUuid).where(ref.resourceUuid == uuid, ref.accountUuid == acct)
+        shares = select(sh.resourceUuid).where(sh.resourceUuid == uuid,
+                                               or_(sh.receiverAccountUuid == acct, sh.toPublic == true()))
+        out = [refs.limit(1) if owner else union_all(refs, shares).limit(1)]
     else:
         out = []
         for model in ownership.BY_TYPE.get(rtype, []):
             pk = model.__mapper__.primary_key[0]
-            out.append(select(literal(1)).select_from(model)
-                       .where(pk == uuid, ownership.rule_clause(model, acct, owner)).limit(1))
+            if isinstance(ownership.RULES.get(model), ownership.Owned):
+                clause = mine if owner else seen
+            else:
+                clause = ownership.rule_clause(model, acct, owner)
+            out.append(select(literal(1)).select_from(model).where(pk == uuid, clause).limit(1))
     return _MAY.setdefault(key, out)
 
 
