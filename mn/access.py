@@ -22,8 +22,9 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import String, bindparam, exists, literal, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
 from mn import models as m
@@ -145,16 +146,44 @@ def _shareable(rtype: str) -> bool:
 
 
 def _may(s: Session, caller: Caller, rtype: str, uuid: str, owner: bool) -> bool:
+    conn = s.connection()
+    return any(conn.execute(stmt, {"uuid": uuid, "acct": caller.account_uuid}).first() is not None
+               for stmt in _may_statements(rtype, owner))
+
+
+_MAY: dict[tuple[str, bool, tuple[type, ...]], list[Any]] = {}
+
+
+def _may_statements(rtype: str, owner: bool) -> list[Any]:
+    """Per model of `rtype`: a statement answering a row when the resource `uuid` is one the
+    account `acct` owns (or may see), with both as bound parameters, built once per type (the
+    compiled statement is cached: a check costs one execution, not a build)."""
+    key = (rtype, owner, tuple(ownership.BY_TYPE.get(rtype, [])))  # a plugin's model declared later: rebuilt
+    found = _MAY.get(key)
+    if found is not None:
+        return found
+    acct = bindparam("acct", type_=String)
+    uuid = bindparam("uuid", type_=String)
+    ref, sh = m.AccountResourceRef, m.SharedResource
+    # This one resource's owner record and shares (by their keys), not every uuid the account owns
+    # (an IN over all of them: a cost growing with what the account owns).
+    mine = exists().where(ref.resourceUuid == uuid, ref.accountUuid == acct)
+    seen = or_(mine, exists().where(sh.resourceUuid == uuid, or_(sh.receiverAccountUuid == acct, sh.toPublic == true())))
     if rtype == "ResourceVO":  # any owned resource, by its owner record
-        mine = ownership.owned_uuids(caller.account_uuid) if owner else ownership.visible_uuids(caller.account_uuid)
-        sub = mine.subquery()
-        return bool(s.scalar(select(func.count()).select_from(sub).where(sub.c[0] == uuid)))
-    for model in ownership.BY_TYPE.get(rtype, []):
-        clauses = ownership.owned_by(model, caller) if owner else ownership.visible(model, caller)
-        key = model.__mapper__.primary_key[0]
-        if s.scalar(select(func.count()).select_from(model).where(key == uuid, *(clauses or []))):
-            return True
-    return False
+        refs = select(ref.resourceUuid).where(ref.resourceUuid == uuid, ref.accountUuid == acct)
+        shares = select(sh.resourceUuid).where(sh.resourceUuid == uuid,
+                                               or_(sh.receiverAccountUuid == acct, sh.toPublic == true()))
+        out = [refs.limit(1) if owner else union_all(refs, shares).limit(1)]
+    else:
+        out = []
+        for model in ownership.BY_TYPE.get(rtype, []):
+            pk = model.__mapper__.primary_key[0]
+            if isinstance(ownership.RULES.get(model), ownership.Owned):
+                clause = mine if owner else seen
+            else:
+                clause = ownership.rule_clause(model, acct, owner)
+            out.append(select(literal(1)).select_from(model).where(pk == uuid, clause).limit(1))
+    return _MAY.setdefault(key, out)
 
 
 # --- user policies -------------------------------------------------------------------------------

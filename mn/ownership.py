@@ -96,16 +96,16 @@ def disown(s: Session | Any, uuids: Iterable[str]) -> None:
         s.execute(delete(SharedResource).where(SharedResource.resourceUuid.in_(keys)))
 
 
-def owned_uuids(account_uuid: str) -> Select:
+def owned_uuids(account_uuid: str | Any) -> Select:
     return select(AccountResourceRef.resourceUuid).where(AccountResourceRef.accountUuid == account_uuid)
 
 
-def shared_uuids(account_uuid: str) -> Select:
+def shared_uuids(account_uuid: str | Any) -> Select:
     return select(SharedResource.resourceUuid).where(
         or_(SharedResource.receiverAccountUuid == account_uuid, SharedResource.toPublic == true()))
 
 
-def visible_uuids(account_uuid: str) -> Any:
+def visible_uuids(account_uuid: str | Any) -> Any:
     """Uuids of the owned-type resources the account owns or that are shared with it."""
     return union_all(owned_uuids(account_uuid), shared_uuids(account_uuid))
 
@@ -124,7 +124,13 @@ def owned_by(model: type, caller: Caller) -> list[ColumnElement[bool]] | None:
     return [_clause(model, caller.account_uuid, owner_only=True)]
 
 
-def _clause(model: type, account: str, owner_only: bool) -> ColumnElement[bool]:
+def rule_clause(model: type, account: str | Any, owner_only: bool) -> ColumnElement[bool]:
+    """The clause of `model`'s rule for `account` (a uuid, or a bound parameter: a statement built
+    once for every account): rows it owns (owner_only) or may see."""
+    return _clause(model, account, owner_only)
+
+
+def _clause(model: type, account: str | Any, owner_only: bool) -> ColumnElement[bool]:
     rule = RULES.get(model)
     if rule is None:
         for base in model.__mro__[1:]:  # a subclass (joined inheritance) follows its parent's rule

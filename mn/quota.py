@@ -11,31 +11,46 @@ Admin accounts have no quotas. An account's limit is its Quota row, else the def
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, literal, select, true
 
 from mn import models as m
 from mn import ownership
 from mn.context import Caller
 from mn.errors import QUOTA_EXCEEDING, ApiError
 
+Usage = Callable[[Any, str], int]  # (session or connection, account uuid) -> amount used
+
 
 @dataclass(frozen=True)
 class QuotaDef:
-    """A quota: the count (amount None) or the sum of `amount` over the account's rows of
-    `model` matching `where`."""
-
     name: str
     default: int
-    model: type
-    amount: Any = None
-    where: tuple[Any, ...] = ()
+    usage: Usage
 
-    def aggregate(self) -> Any:
-        return func.count() if self.amount is None else func.coalesce(func.sum(self.amount), 0)
+
+@dataclass(frozen=True)
+class Counted:
+    """A usage counted from one model's rows (counted()): check() sums several of one model in
+    one query."""
+
+    model: type
+    amount: Any
+    where: tuple[Any, ...]
+
+    def term(self) -> Any:
+        """This usage as a column of an aggregate over the account's rows of `model`."""
+        value = literal(1) if self.amount is None else self.amount
+        return func.coalesce(func.sum(case((and_(true(), *self.where), value), else_=0)), 0)
+
+    def __call__(self, conn: Any, account: str) -> int:
+        what = func.count() if self.amount is None else func.coalesce(func.sum(self.amount), 0)
+        stmt = (select(what).select_from(self.model)
+                .where(self.model.uuid.in_(ownership.owned_uuids(account)), *self.where))
+        return int(conn.execute(stmt).scalar() or 0)
 
 
 QUOTAS: dict[str, QuotaDef] = {}
@@ -43,66 +58,76 @@ GiB = 1024**3
 TiB = 1024**4
 
 
-def define(name: str, default: int, model: type, amount: Any = None, *where: Any) -> QuotaDef:
+def define(name: str, default: int, usage: Usage) -> QuotaDef:
     """Declare a quota (a plugin declares those of its resources)."""
     if name in QUOTAS:
         raise ValueError(f"quota {name} is defined twice")
-    q = QuotaDef(name, default, model, amount, tuple(where))
+    q = QuotaDef(name, default, usage)
     QUOTAS[name] = q
     return q
 
 
-def used(conn: Any, account: str, names: list[str]) -> dict[str, int]:
-    """The account's usage of each named quota: one query per table and filter (vm.num, vm.cpuNum
-    and vm.memorySize are one query)."""
-    groups: dict[tuple[type, tuple[int, ...]], list[QuotaDef]] = {}  # same model, same filter objects
-    for n in names:
-        q = QUOTAS[n]
-        groups.setdefault((q.model, tuple(id(w) for w in q.where)), []).append(q)
-    out: dict[str, int] = {}
-    for (model, _), qs in groups.items():
-        stmt = select(*(q.aggregate() for q in qs)).select_from(model).where(
-            model.uuid.in_(ownership.owned_uuids(account)), *qs[0].where)
-        row = conn.execute(stmt).one()
-        out.update({q.name: int(v or 0) for q, v in zip(qs, row, strict=True)})
-    return out
+def counted(model: type, amount: Any = None, *where: Any) -> Usage:
+    """Usage: the count (or sum of `amount`) of the account's rows of `model` matching `where`."""
+    return Counted(model, amount, where)
 
 
-def limits(conn: Any, account: str, names: list[str]) -> dict[str, int]:
-    rows = dict(conn.execute(select(m.Quota.name, m.Quota.value).where(
-        m.Quota.identityUuid == account, m.Quota.name.in_(names))).all())
-    return {n: int(rows[n]) if n in rows else QUOTAS[n].default for n in names}
+def limit(conn: Any, account: str, name: str) -> int:
+    value = conn.execute(select(m.Quota.value).where(m.Quota.identityUuid == account, m.Quota.name == name)).scalar()
+    return QUOTAS[name].default if value is None else int(value)
 
 
 def usages(conn: Any, account: str) -> list[dict[str, Any]]:
     """GetAccountQuotaUsage's entries: every quota's name, limit (total) and usage."""
     names = sorted(QUOTAS)
-    caps, now = limits(conn, account, names), used(conn, account, names)
-    return [{"name": n, "total": caps[n], "used": now[n]} for n in names]
+    now = used(conn, account, names)
+    return [{"name": n, "total": limit(conn, account, n), "used": now[n]} for n in names]
 
 
 def check(conn: Any, caller: Caller, wants: Mapping[str, int]) -> None:
     """Refuse (ID.1003) what would take the caller's account over one of its quotas; call it in
     the transaction that then inserts the rows, before inserting them."""
-    names = [n for n, amount in wants.items() if amount]
-    if caller.admin or not names:
+    if caller.admin or not any(wants.values()):
         return
     account = caller.account_uuid
     conn.execute(select(m.Account.uuid).where(m.Account.uuid == account).with_for_update()).first()
-    caps, now = limits(conn, account, names), used(conn, account, names)
+    names = [n for n, amount in wants.items() if amount]
+    rows = conn.execute(select(m.Quota.name, m.Quota.value).where(m.Quota.identityUuid == account,
+                                                                   m.Quota.name.in_(names))).all()
+    caps = {n: QUOTAS[n].default for n in names} | {n: int(v) for n, v in rows}
+    now = used(conn, account, names)
+    for name in names:
+        amount, cap = wants[name], caps[name]
+        if now[name] + amount > cap:
+            raise ApiError(QUOTA_EXCEEDING, f"quota exceeding: the account[uuid:{caller.account_uuid}] "
+                           f"uses {now[name]} of its {name} quota {cap}, and the request needs {amount} more",
+                           http_status=400)
+
+
+def used(conn: Any, account: str, names: list[str]) -> dict[str, int]:
+    """The usages of `names`: one aggregate query per model for those counted(), else each alone."""
+    out: dict[str, int] = {}
+    by_model: dict[type, list[str]] = {}
     for n in names:
-        if now[n] + wants[n] > caps[n]:
-            raise ApiError(QUOTA_EXCEEDING, f"quota exceeding: the account[uuid:{account}] uses {now[n]} of "
-                           f"its {n} quota {caps[n]}, and the request needs {wants[n]} more", http_status=400)
+        u = QUOTAS[n].usage
+        if isinstance(u, Counted):
+            by_model.setdefault(u.model, []).append(n)
+        else:
+            out[n] = u(conn, account)
+    for model, group in by_model.items():
+        terms = [QUOTAS[n].usage.term() for n in group]  # type: ignore[attr-defined]
+        stmt = select(*terms).select_from(model).where(model.uuid.in_(ownership.owned_uuids(account)))
+        out.update({n: int(v or 0) for n, v in zip(group, conn.execute(stmt).one(), strict=True)})
+    return out
 
 
 _VM_LIVE = m.VmInstance.state != "Destroyed"
 _VOL_LIVE = m.Volume.status != "Deleted"
-define("vm.num", 20, m.VmInstance, None, _VM_LIVE)
-define("vm.cpuNum", 80, m.VmInstance, m.VmInstance.cpuNum, _VM_LIVE)
-define("vm.memorySize", 80 * GiB, m.VmInstance, m.VmInstance.memorySize, _VM_LIVE)
-define("volume.data.num", 40, m.Volume, None, m.Volume.type == "Data", _VOL_LIVE)
-define("volume.capacity", 10 * TiB, m.Volume, m.Volume.size, _VOL_LIVE)
-define("image.num", 20, m.Image, None, m.Image.status != "Deleted")
-define("image.size", 10 * TiB, m.Image, m.Image.actualSize, m.Image.status != "Deleted")
-define("l3.num", 20, m.L3Network)
+define("vm.num", 20, counted(m.VmInstance, None, _VM_LIVE))
+define("vm.cpuNum", 80, counted(m.VmInstance, m.VmInstance.cpuNum, _VM_LIVE))
+define("vm.memorySize", 80 * GiB, counted(m.VmInstance, m.VmInstance.memorySize, _VM_LIVE))
+define("volume.data.num", 40, counted(m.Volume, None, m.Volume.type == "Data", _VOL_LIVE))
+define("volume.capacity", 10 * TiB, counted(m.Volume, m.Volume.size, _VOL_LIVE))
+define("image.num", 20, counted(m.Image, None, m.Image.status != "Deleted"))
+define("image.size", 10 * TiB, counted(m.Image, m.Image.actualSize, m.Image.status != "Deleted"))
+define("l3.num", 20, counted(m.L3Network))

@@ -88,7 +88,7 @@ def check_nic_for_vip(s: Session, vip: Vip, nic: VmNic, eip_uuid: str | None = N
 
 
 ownership.declare(Eip, ownership.Owned("EipVO"))
-quota.define("eip.num", 20, Eip)
+quota.define("eip.num", 20, quota.counted(Eip))
 
 
 # ---- flow steps ---------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def _allocate(s: Session, msg: Msg, r: IpRange | None) -> UsedIp:
 
 
 ownership.declare(Vip, ownership.Owned("VipVO"))
-quota.define("vip.num", 20, Vip)
+quota.define("vip.num", 20, quota.counted(Vip))
 
 
 @apis.handler("CreateVip", check=_check_create)
