@@ -96,8 +96,10 @@ def disown(s: Session | Any, uuids: Iterable[str]) -> None:
         s.execute(delete(SharedResource).where(SharedResource.resourceUuid.in_(keys)))
 
 
-def owned_uuids(account_uuid: str | Any) -> Select:
-    return select(AccountResourceRef.resourceUuid).where(AccountResourceRef.accountUuid == account_uuid)
+def owned_uuids(account_uuid: str | Any, resource_type: str | None = None) -> Select:
+    """Uuids of the resources the account owns (of one type: a range of the owner index)."""
+    q = select(AccountResourceRef.resourceUuid).where(AccountResourceRef.accountUuid == account_uuid)
+    return q if resource_type is None else q.where(AccountResourceRef.resourceType == resource_type)
 
 
 def shared_uuids(account_uuid: str | Any) -> Select:
@@ -105,9 +107,9 @@ def shared_uuids(account_uuid: str | Any) -> Select:
         or_(SharedResource.receiverAccountUuid == account_uuid, SharedResource.toPublic == true()))
 
 
-def visible_uuids(account_uuid: str | Any) -> Any:
+def visible_uuids(account_uuid: str | Any, resource_type: str | None = None) -> Any:
     """Uuids of the owned-type resources the account owns or that are shared with it."""
-    return union_all(owned_uuids(account_uuid), shared_uuids(account_uuid))
+    return union_all(owned_uuids(account_uuid, resource_type), shared_uuids(account_uuid))
 
 
 def visible(model: type, caller: Caller) -> list[ColumnElement[bool]] | None:
@@ -140,8 +142,8 @@ def _clause(model: type, account: str | Any, owner_only: bool) -> ColumnElement[
     if rule is None:
         return false()
     match rule:
-        case Owned():
-            return model.uuid.in_(owned_uuids(account) if owner_only else visible_uuids(account))
+        case Owned(resource_type=rtype):
+            return model.uuid.in_(owned_uuids(account, rtype) if owner_only else visible_uuids(account, rtype))
         case Via(fk=fk, parent=parent):
             sub = select(parent.uuid).where(_clause(parent, account, owner_only))
             return getattr(model, fk).in_(sub)

@@ -7,6 +7,7 @@ from mn.models.identity import (  # noqa: F401
     AccountResourceRef,
     Policy,
     Quota,
+    QuotaUsage,
     Session,
     SharedResource,
     User,

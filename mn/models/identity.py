@@ -122,12 +122,22 @@ class Quota(Timestamps, Base):
     value: Mapped[int] = mapped_column(BigInteger)
 
 
+class QuotaUsage(Base):
+    """An upper bound of an account's usage of one quota, kept by mn.quota.check (never shown)."""
+
+    __tablename__ = "quota_usage"
+    accountUuid: Mapped[str] = mapped_column(String(32), ForeignKey("account.uuid", ondelete="CASCADE"),
+                                             primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+
+
 class AccountResourceRef(Timestamps, Base):
     """The owner of one resource."""
 
     __tablename__ = "account_resource_ref"
     __inventory__ = "AccountResourceRefInventory"
-    __table_args__ = (Index("ix_account_resource_ref_owner", "accountUuid", "resourceUuid"),)
+    __table_args__ = (Index("ix_account_resource_ref_owner", "accountUuid", "resourceType", "resourceUuid"),)
     resourceUuid: Mapped[str] = mapped_column(String(32), primary_key=True)
     accountUuid: Mapped[str] = uuid_fk("account.uuid", ondelete="CASCADE", index=False)
     resourceType: Mapped[str] = mapped_column(String(255))

@@ -255,6 +255,7 @@ def change_resource_owner(ctx: ApiContext, msg: Msg) -> dict:
                                                    SharedResource.ownerAccountUuid == old))
             if not admin:
                 _check_quotas_after_move(s, msg.accountUuid, before)
+            quota.grew(s.connection(), msg.accountUuid)
         s.expire_all()
         return {"inventory": to_inventory(s, s.get(AccountResourceRef, msg.resourceUuid))}
 

@@ -197,6 +197,7 @@ def _ready(ctx: ApiContext, d: dict) -> None:
         if not cas(s, Image, uuid, [DOWNLOADING], READY, field="status", size=first["size"],
                    actualSize=first["actualSize"], md5Sum=first["md5Sum"], format=first["format"]):
             raise operr(f"image[uuid:{uuid}] was deleted or changed while it was downloading")
+        quota.grew_owners(s.connection(), [uuid])  # image.size: its size is known now
         for bs, r in done.items():
             s.execute(update(ImageBackupStorageRef)
                       .where(ImageBackupStorageRef.imageUuid == uuid, ImageBackupStorageRef.backupStorageUuid == bs)
@@ -378,6 +379,7 @@ def recover_image(ctx: ApiContext, msg: Msg) -> dict:
         for r in refs:
             r.status = READY
         s.flush()
+        quota.grew_owners(s.connection(), [uuid])
         _settle_status(s, uuid)
     return {"inventory": inventory(ctx, Image, uuid)}
 

@@ -7,6 +7,7 @@ import math
 
 from sqlalchemy import select, update
 
+from mn import quota
 from mn.allocator import host as host_alloc
 from mn.api.registry import Msg, apis, key_of
 from mn.context import ApiContext
@@ -157,4 +158,5 @@ def api_change_offering(ctx: ApiContext, msg: Msg) -> dict:
         s.execute(update(VmInstance).where(VmInstance.uuid == vm.uuid).values(
             cpuNum=off.cpuNum, memorySize=off.memorySize, instanceOfferingUuid=off.uuid,
             reservedMemorySize=off.reservedMemorySize))
+        quota.grew_owners(s.connection(), [vm.uuid])
     return _vm_inv(ctx, msg.vmInstanceUuid)

@@ -39,7 +39,7 @@ from kvmagent.protocol import (
     VolumeRsp,
     to_wire,
 )
-from mn import extensions, ipam, resource_types
+from mn import extensions, ipam, quota, resource_types
 from mn.connection import CONNECTED
 from mn.context import ApiContext
 from mn.errors import invalid, not_found
@@ -371,11 +371,17 @@ def _finalize(ctx: ApiContext, data: CreateVmData) -> None:
     final = {INSTANT_START: RUNNING, CREATE_STOPPED: STOPPED, JUST_CREATE: CREATED}[data.plan.strategy]
     vm_uuid = data.vm_uuid
     vols = [{"vol": u, "path": i.path, "sz": i.size, "actual": i.actual_size} for u, i in data.installed.items()]
+    plan = data.plan
+    planned = {data.root_volume_uuid: plan.root_size,
+               **{u: d.size for u, d in zip(data.data_volume_uuids, plan.data_disks, strict=True)}}
+    bigger = any(i.size > planned.get(u, 0) for u, i in data.installed.items())
 
     def run(conn: Connection) -> None:
         conn.execute(_FINAL_VM_OFF_HOST if final == STOPPED else _FINAL_VM, {"vm": vm_uuid, "st": final})
         if vols:
             conn.execute(_FINAL_VOLUME, vols)
+        if bigger:  # volumes the agents made bigger than their quota check counted
+            quota.grew_owners(conn, [vm_uuid])
 
     ctx.db.grouped_conn(run)
 

@@ -26,7 +26,7 @@ from kvmagent.protocol import (
     StopVmCmd,
     VolumeRsp,
 )
-from mn import extensions, resource_types
+from mn import extensions, quota, resource_types
 from mn.allocator import host as host_alloc
 from mn.allocator import primary_storage as ps_alloc
 from mn.cascade import cascade
@@ -336,6 +336,7 @@ def recover_vm(ctx: ApiContext, vm_uuid: str) -> None:
         if res.rowcount != 1:
             raise ApiError("VM.1001", f"only a Destroyed VM can be recovered; VmInstanceVO[uuid:{vm_uuid}] "
                                       f"is {vm.state}")
+        quota.grew_owners(s.connection(), [vm_uuid])
 
 
 def delete_volume_on_storage(ctx: ApiContext, vol: Volume) -> None:

@@ -261,6 +261,7 @@ def api_recover(ctx: ApiContext, msg: Msg) -> dict:
                         .values(status="Ready"))
         if res.rowcount != 1:
             raise invalid(f"only a Deleted volume can be recovered; VolumeVO[uuid:{msg.uuid}] is not")
+        quota.grew_owners(s.connection(), [msg.uuid])
     return _inv(ctx, msg.uuid)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import delete
 
 from mn import ownership, quota
 from mn.context import SYSTEM, Caller
 from mn.errors import ApiError
-from mn.models import Account, Quota, VmInstance
+from mn.models import Account, Quota, QuotaUsage, VmInstance
 
 
 def _vm(s, uuid: str, cpu: int, state: str = "Running") -> None:
@@ -38,3 +39,37 @@ def test_usage_counts_the_accounts_live_rows_and_check_refuses_past_the_limit(db
             quota.check(conn, a, {"vm.num": 2})
         assert e.value.code == "ID.1003" and "vm.num" in e.value.details
         quota.check(conn, SYSTEM, {"vm.num": 1000})  # admins have no quotas
+
+
+def test_the_bound_passes_at_once_stays_above_usage_and_is_recounted_when_it_would_refuse(db):
+    with db.tx() as s:
+        s.add(Account(uuid="c" * 32, name="c", type="Normal", passwordHash="x", passwordSalt="y"))
+        s.add(Quota(name="vm.num", identityUuid="c" * 32, value=2))
+    c = Caller("c" * 32)
+
+    def create(uuid: str) -> None:
+        with db.tx() as s:
+            quota.check(s.connection(), c, {"vm.num": 1})
+            _vm(s, uuid, cpu=1)
+            ownership.own(s, c.account_uuid, "VmInstanceVO", [uuid])
+
+    def bound() -> int | None:
+        with db.ro() as s:
+            row = s.get(QuotaUsage, (c.account_uuid, "vm.num"))
+            return None if row is None else row.used
+
+    create("1" * 32)
+    assert bound() == 1  # the first check counted the rows, then added its VM
+    create("2" * 32)
+    assert bound() == 2  # the bound passed and grew: no count
+    with pytest.raises(ApiError) as e:
+        create("3" * 32)
+    assert e.value.code == "ID.1003"
+    with db.tx() as s:  # a delete leaves the bound high: the next check counts and admits
+        s.execute(delete(VmInstance).where(VmInstance.uuid == "2" * 32))
+        ownership.disown(s, ["2" * 32])
+    create("3" * 32)
+    assert bound() == 2
+    with db.tx() as s:  # usage raised outside check(): the bounds are dropped
+        quota.grew_owners(s.connection(), ["3" * 32])
+    assert bound() is None

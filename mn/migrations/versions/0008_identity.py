@@ -31,7 +31,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('resourceUuid', name=op.f('pk_account_resource_ref'))
     )
     with op.batch_alter_table('account_resource_ref', schema=None) as batch_op:
-        batch_op.create_index('ix_account_resource_ref_owner', ['accountUuid', 'resourceUuid'], unique=False)
+        batch_op.create_index('ix_account_resource_ref_owner', ['accountUuid', 'resourceType', 'resourceUuid'],
+                              unique=False)
 
     op.create_table('account_user',
     sa.Column('accountUuid', sa.String(length=32), nullable=False),
@@ -66,6 +67,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_policy_accountUuid'), ['accountUuid'], unique=False)
         batch_op.create_index(batch_op.f('ix_policy_name'), ['name'], unique=False)
 
+    op.create_table('quota_usage',
+    sa.Column('accountUuid', sa.String(length=32), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('used', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['accountUuid'], ['account.uuid'], name=op.f('fk_quota_usage_accountUuid_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('accountUuid', 'name', name=op.f('pk_quota_usage'))
+    )
     op.create_table('quota',
     sa.Column('uuid', sa.String(length=32), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
@@ -175,5 +183,5 @@ def _backfill_owner() -> None:
 def downgrade() -> None:
     # Dropping a table drops its indexes (MariaDB refuses to drop an index a foreign key needs).
     for table in ("user_policy_ref", "user_group_user_ref", "user_group_policy_ref", "user_group",
-                  "account_user", "shared_resource", "quota", "policy", "account_resource_ref"):
+                  "account_user", "shared_resource", "quota_usage", "quota", "policy", "account_resource_ref"):
         op.drop_table(table)
