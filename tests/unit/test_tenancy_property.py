@@ -63,6 +63,10 @@ PROPERTY = settings(max_examples=100, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
+RESOURCE_TYPES = {"img": "ImageVO", "ioff": "InstanceOfferingVO", "l3": "L3NetworkVO", "vm": "VmInstanceVO",
+                  "vol": "VolumeVO"}
+
+
 def uid(kind: str, i: int) -> str:
     return f"{kind[:6]:0<6}{i:026d}"
 
@@ -172,8 +176,9 @@ def build_world(db: Database, seed: int) -> World:
                               type="System"))
         for u, acct in owner.items():
             if acct is not None:
-                s.add(m.AccountResourceRef(resourceUuid=u, accountUuid=acct, resourceType="X",
-                                           concreteResourceType="X"))
+                rtype = RESOURCE_TYPES[u[:6].rstrip("0")]  # owner records name their resource's type
+                s.add(m.AccountResourceRef(resourceUuid=u, accountUuid=acct, resourceType=rtype,
+                                           concreteResourceType=rtype))
         for u in rnd.sample(tagged, 12):
             public = rnd.random() < 0.3
             receiver = None if public else rnd.choice(NORMALS)
